@@ -1,0 +1,139 @@
+"""The running trial, as the model code sees it: sampled values, ``report()`` and ``should_prune()``.
+
+One :class:`TrialContext` exists while a trial runs; templates and the public helpers find it through a
+context variable, so they work in threads and nested calls without being passed anything.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+if TYPE_CHECKING:
+    from hyperbrace.space import Distribution
+
+__all__ = ["TrialContext", "current_trial", "report", "should_prune", "Pruned"]
+
+
+class Pruned(optuna.TrialPruned):
+    """Raise inside the model function to stop a trial the pruner judged hopeless.
+
+    It is Optuna's ``TrialPruned``, so code written for Optuna keeps working::
+
+        if hyperbrace.should_prune():
+            raise hyperbrace.Pruned()
+    """
+
+
+class TrialContext:
+    """What one running trial knows: the engine trial, the values sampled so far, the reported steps."""
+
+    def __init__(self, trial: optuna.trial.BaseTrial, *, number: int | None = None) -> None:
+        self.trial = trial
+        self.number = trial.number if number is None else number
+        self.values: dict[str, Any] = {}  # name -> the value's JSON-friendly record
+        self.sampled: dict[str, tuple[Distribution, Any, Any]] = {}  # name -> (distribution, raw, site)
+        self.last_step: int | None = None
+        self.last_value: float | None = None
+        self.steps_reported = 0
+        self.pruning_enabled = True
+        self.extras: dict[str, Any] = {}  # integration state (e.g. the Keras epoch counter)
+
+    # -- sampling ------------------------------------------------------------------------------------------------
+    def suggest_raw(self, name: str, distribution: Distribution) -> Any:
+        """Ask the engine for the raw (stored) value of ``name`` under ``distribution``."""
+        return _suggest(self.trial, name, distribution.engine_distribution())
+
+    # -- intermediate values -------------------------------------------------------------------------------------
+    def report(self, value: float, step: int | None = None) -> None:
+        value = float(value)
+        if step is None:
+            step = 0 if self.last_step is None else self.last_step + 1
+        step = int(step)
+        if self.last_step is not None and step <= self.last_step:
+            # Optuna keeps the first value of a step; a repeated step would be silently dropped.
+            step = self.last_step + 1
+        self.last_step, self.steps_reported = step, self.steps_reported + 1
+        if math.isfinite(value):
+            self.last_value = value
+            self.trial.report(value, step)
+
+    def should_prune(self) -> bool:
+        if not self.pruning_enabled or self.last_step is None:
+            return False
+        return self.trial.should_prune()
+
+
+def _suggest(trial: optuna.trial.BaseTrial, name: str, dist: Any) -> Any:
+    """Suggest through Optuna's public API, which every trial kind (``Trial``, ``FixedTrial``) has."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    raise TypeError(f"unsupported distribution {dist!r}")
+
+
+_current: contextvars.ContextVar[TrialContext | None] = contextvars.ContextVar("hyperbrace_trial", default=None)
+
+
+def current_trial() -> TrialContext | None:
+    """The trial running in this thread, or ``None`` outside a search.
+
+    >>> current_trial() is None
+    True
+    """
+    return _current.get()
+
+
+@contextmanager
+def active(context: TrialContext) -> Iterator[TrialContext]:
+    token = _current.set(context)
+    try:
+        yield context
+    finally:
+        _current.reset(token)
+
+
+_warned_outside = False
+
+
+def report(value: float, step: int | None = None) -> None:
+    """Report an intermediate result (e.g. this epoch's validation loss) so the pruner can judge the trial.
+
+    Lower is better, as for the final loss. ``step`` defaults to the next step after the last one reported.
+    Outside a search it does nothing (with one warning), so the model function still runs on its own.
+
+    >>> report(0.5, step=1)  # outside a search: a no-op
+    """
+    context = _current.get()
+    if context is None:
+        _warn_outside("report")
+        return
+    context.report(value, step)
+
+
+def should_prune() -> bool:
+    """Whether the pruner wants the running trial stopped now; raise :class:`Pruned` when it does.
+
+    >>> should_prune()  # outside a search nothing is ever pruned
+    False
+    """
+    context = _current.get()
+    return False if context is None else context.should_prune()
+
+
+def _warn_outside(what: str) -> None:
+    global _warned_outside
+    if not _warned_outside:
+        _warned_outside = True
+        warnings.warn(f"hyperbrace.{what}() was called outside a search; it does nothing there", stacklevel=3)

@@ -1,0 +1,70 @@
+"""The trial budget: ``max_evals`` counts every trial of the study, across runs, processes and machines.
+
+A process takes a trial only while holding the study's budget lock: it counts the trials that use up the budget
+and asks the engine for a new one only if some remain. So ``max_evals`` is honoured exactly, however many workers
+there are, and a re-run of a killed search continues the count.
+
+What counts: every trial, finished or running, except a failed trial that is being run again (a trial whose
+worker died or was interrupted is failed and queued again; the copy counts in its place).
+
+>>> import optuna
+>>> study = optuna.create_study()
+>>> counted_trials(study)
+0
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+__all__ = ["counted_trials", "budget_lock"]
+
+_thread_lock = threading.Lock()
+
+
+def _retried_numbers(trials: list[optuna.trial.FrozenTrial]) -> set[int]:
+    retried = set()
+    for trial in trials:
+        number = trial.system_attrs.get("failed_trial")
+        if number is not None:
+            retried.add(number)
+    return retried
+
+
+def counted_trials(study: optuna.Study) -> int:
+    """How many of ``max_evals`` the study has used (see the module's docstring)."""
+    trials = study.get_trials(deepcopy=False)
+    retried = _retried_numbers(trials)
+    return sum(1 for t in trials if not (t.state == TrialState.FAIL and t.number in retried))
+
+
+@contextmanager
+def budget_lock(lock_path: Path | None, url: str | None = None) -> Iterator[None]:
+    """Hold the study's budget lock: a file lock for a journal or SQLite file, a PostgreSQL advisory lock for a
+    database, and always a thread lock (for threads of one process)."""
+    with _thread_lock:
+        if url is not None and url.startswith("postgresql"):
+            from hyperbrace._pglock import advisory_lock
+
+            with advisory_lock(url, lock_path.name if lock_path else "hyperbrace"):
+                yield
+            return
+        if lock_path is None:
+            yield
+            return
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)

@@ -1,0 +1,100 @@
+"""Reports: the table of best trials printed after a search, and the progress bar shown during it."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+__all__ = ["trials_table", "Progress"]
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = str(value)
+    return text if len(text) <= 28 else text[:25] + "..."
+
+
+def trials_table(trials: Sequence[optuna.trial.FrozenTrial], top: int = 5) -> str:
+    """A plain-text table of the ``top`` best completed trials, with their parameters' real values.
+
+    >>> import optuna
+    >>> study = optuna.create_study()
+    >>> study.add_trial(optuna.trial.create_trial(value=0.25, user_attrs={"hb.values": {"lr": 0.01}}))
+    >>> print(trials_table(study.trials))
+    trial  loss  lr  
+    -----  ----  ----
+    0      0.25  0.01
+    """
+    completed = sorted(
+        (t for t in trials if t.state == TrialState.COMPLETE and t.value is not None), key=lambda t: t.value
+    )[:top]
+    if not completed:
+        return "(no completed trials)"
+    names: list[str] = []
+    for trial in completed:
+        for name in trial.user_attrs.get("hb.values", trial.params):
+            if name not in names:
+                names.append(name)
+    header = ["trial", "loss", *names]
+    rows = [
+        [str(t.number), _cell(t.value), *(_cell(t.user_attrs.get("hb.values", t.params).get(n, "-")) for n in names)]
+        for t in completed
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in [header, ["-" * w for w in widths], *rows]]
+    return "\n".join(lines)
+
+
+def state_counts(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
+    counts = {state: 0 for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)}
+    for trial in trials:
+        if trial.state in counts:
+            counts[trial.state] += 1
+    return ", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n)
+
+
+def _tqdm() -> Any:
+    if "ipykernel" in sys.modules:
+        try:
+            import ipywidgets  # noqa: F401  (tqdm's notebook bar needs it)
+
+            from tqdm.notebook import tqdm
+
+            return tqdm
+        except ImportError:
+            pass
+    from tqdm import tqdm
+
+    return tqdm
+
+
+class Progress:
+    """A progress bar over the whole budget: trials done, best loss, ETA (tqdm; a widget in notebooks)."""
+
+    def __init__(self, total: int, done: int, best: float | None, enabled: bool, label: str) -> None:
+        self.best = best
+        self.bar = None
+        if enabled and done < total:
+            self.bar = _tqdm()(total=total, initial=done, desc=label, unit="trial", dynamic_ncols=True, file=sys.stderr)
+            self._postfix()
+
+    def _postfix(self) -> None:
+        if self.bar is not None and self.best is not None:
+            self.bar.set_postfix_str(f"best loss {self.best:.4g}")
+
+    def advance(self, done: int, best: float | None) -> None:
+        if best is not None and math.isfinite(best) and (self.best is None or best < self.best):
+            self.best = best
+            self._postfix()
+        if self.bar is not None and done > self.bar.n:
+            self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,150 @@
+"""The result of a search: best parameters, best model, the study and every trial.
+
+It unpacks like Hyperas' return value::
+
+    best_run, best_model = minimize(create_model, data, max_evals=50)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from hyperbrace import integrations
+from hyperbrace.report import state_counts, trials_table
+
+__all__ = ["SearchResult", "TrialRecord"]
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as a row of the results table."""
+
+    number: int
+    state: str  #: "COMPLETE", "PRUNED", "FAIL", "RUNNING" or "WAITING"
+    loss: float | None
+    params: dict[str, Any]  #: real values (for objects inside ``choice``: their source text)
+    extras: dict[str, Any]  #: the extra keys the model returned
+    duration: float | None
+    error: str | None
+    model_path: Path | None  #: the saved model, while it is among the kept best
+
+class SearchResult:
+    """What :func:`hyperbrace.minimize` returns.
+
+    * ``best_run``: the best trial's parameters, name -> real value;
+    * ``best_model``: the best trial's saved model, loaded from the run directory on first access;
+    * ``best_loss``, ``best_trial`` (Optuna's ``FrozenTrial``), ``best_params`` (the engine's raw values);
+    * ``study``: the Optuna study; ``trials``: every trial as a :class:`TrialRecord`;
+    * ``directory``: the run directory (models, logs, and the journal file by default).
+    """
+
+    def __init__(self, study: optuna.Study, directory: Path, load_options: dict[str, Any] | None = None) -> None:
+        self.study = study
+        self.directory = Path(directory)
+        self._load_options = load_options or {}
+        self._best_model: Any = None
+        self._best_model_loaded = False
+
+    # -- the best ------------------------------------------------------------------------------------------------
+    @property
+    def best_trial(self) -> optuna.trial.FrozenTrial | None:
+        completed = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return min(completed, key=lambda t: t.value) if completed else None
+
+    @property
+    def best_run(self) -> dict[str, Any]:
+        trial = self.best_trial
+        return {} if trial is None else dict(trial.user_attrs.get("hb.values", trial.params))
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        trial = self.best_trial
+        return {} if trial is None else dict(trial.params)
+
+    @property
+    def best_loss(self) -> float | None:
+        trial = self.best_trial
+        return None if trial is None else trial.value
+
+    @property
+    def best_model(self) -> Any:
+        if not self._best_model_loaded:
+            trial = self.best_trial
+            self._best_model = None if trial is None else self.load_model(trial.number)
+            self._best_model_loaded = True
+        return self._best_model
+
+    def load_model(self, number: int | None = None, **options: Any) -> Any:
+        """Load the saved model of trial ``number`` (default: the best). ``None`` if that trial saved none.
+
+        Keyword options go to the framework's loader (e.g. ``custom_objects=`` for Keras).
+        """
+        if number is None:
+            trial = self.best_trial
+            if trial is None:
+                return None
+            number = trial.number
+        trial = next((t for t in self.study.get_trials(deepcopy=False) if t.number == number), None)
+        relative = None if trial is None else trial.user_attrs.get("hb.model")
+        if relative is None:
+            return None
+        path = self.directory / relative
+        if not path.exists():
+            raise FileNotFoundError(
+                f"trial {number}'s model was saved at {path}, which no longer exists (only the best "
+                "keep_models models are kept; it may have been saved on another machine)"
+            )
+        return integrations.for_path(path).load(path, **{**self._load_options, **options})
+
+    # -- all trials ------------------------------------------------------------------------------------------------
+    @property
+    def trials(self) -> list[TrialRecord]:
+        records = []
+        for t in self.study.get_trials(deepcopy=False):
+            attrs = t.user_attrs
+            extras = {k: v for k, v in attrs.items() if not k.startswith("hb.")}
+            model = attrs.get("hb.model")
+            model_path = None if model is None else self.directory / model
+            records.append(
+                TrialRecord(
+                    number=t.number, state=t.state.name, loss=t.value, params=dict(attrs.get("hb.values", t.params)),
+                    extras=extras, duration=attrs.get("hb.duration"), error=attrs.get("hb.error"),
+                    model_path=model_path if model_path is not None and model_path.exists() else None,
+                )
+            )
+        return records
+
+    def summary(self, top: int = 5) -> str:
+        """A text summary: the trial counts and a table of the ``top`` best trials."""
+        trials = self.study.get_trials(deepcopy=False)
+        head = f"Study {self.study.study_name!r}: {len(trials)} trials ({state_counts(trials)})"
+        saved = _pruning_savings(trials)
+        if saved:
+            head += f"\n{saved}"
+        return f"{head}\n{trials_table(trials, top)}"
+
+    # -- Hyperas-style unpacking --------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Any]:
+        yield self.best_run
+        yield self.best_model
+
+    def __repr__(self) -> str:
+        return f"SearchResult(best_loss={self.best_loss!r}, best_run={self.best_run!r}, directory='{self.directory}')"
+
+
+def _pruning_savings(trials: list[optuna.trial.FrozenTrial]) -> str:
+    """'Pruning saved N of M epochs' when trials report steps and some were pruned."""
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    full = [len(t.intermediate_values) for t in trials if t.state == TrialState.COMPLETE and t.intermediate_values]
+    if not pruned or not full:
+        return ""
+    planned = max(full)
+    ran = sum(len(t.intermediate_values) for t in pruned)
+    saved = planned * len(pruned) - ran
+    return f"Pruning stopped {len(pruned)} trials early, saving about {saved} of {planned * len(pruned)} epochs."

@@ -1,0 +1,175 @@
+"""``minimize``: run a search over a model function's ``{{...}}`` templates. ``evaluate``: run it with fixed values."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from hyperbrace._context import TrialContext, active
+from hyperbrace.budget import counted_trials
+from hyperbrace.report import Progress
+from hyperbrace.result import SearchResult
+from hyperbrace.samplers import grid_space
+from hyperbrace.search import SearchPlan, arguments_from, call_data
+from hyperbrace.storage import RunStorage, default_study_name
+from hyperbrace.template import TemplateError, compile_model
+from hyperbrace.trial import TrialOutcome, TrialSettings
+
+__all__ = ["minimize", "evaluate"]
+
+
+def minimize(
+    model: Callable[..., Any],
+    data: Callable[..., Any] | None = None,
+    max_evals: int = 50,
+    *,
+    algo: Any = "tpe",
+    seed: int | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    directory: str | os.PathLike[str] = "hyperbrace-runs",
+    timeout: float | None = None,
+    n_jobs: int = 1,
+    gpus: Sequence[int] | str | None = None,
+    prune: Any = None,
+    prune_on: str = "val_loss",
+    keep_models: int = 3,
+    show_progress: bool = True,
+    verbose: bool = False,
+    data_args: Sequence[Any] | Mapping[str, Any] | None = None,
+    retries: int = 1,
+    load_options: Mapping[str, Any] | None = None,
+) -> SearchResult:
+    """Search the hyperparameters marked with ``{{...}}`` in ``model`` for the lowest loss.
+
+    Args:
+        model: the model function. It builds, trains and evaluates a model and returns the loss, or a dict
+            ``{"loss": ..., "status": STATUS_OK, "model": model, ...}`` (extra keys are kept with the trial).
+        data: a function called once per process; its value becomes the model's arguments (a tuple -> positional
+            arguments, a dict -> keyword arguments, anything else -> one argument).
+        max_evals: the total number of trials of the study. Running the same search again continues it up to
+            this number, so a killed run resumes where it stopped.
+        algo: "tpe" (default), "random", "gp", "cmaes", "qmc", "grid" (finite spaces), or an Optuna sampler.
+        seed: makes the suggestions repeatable.
+        storage: a database URL ("sqlite:///...", "postgresql://...") instead of the run directory's journal file.
+        study_name: the study's name (default: ``<script>.<function>``, or the function's name in a notebook).
+        directory: where run directories live: ``<directory>/<study_name>/`` holds the study, models and logs.
+        timeout: seconds after which no new trial starts.
+        n_jobs: worker processes running trials at once on this machine.
+        gpus: GPU ids (or "all"): one trial per GPU at a time.
+        prune: stop bad trials early: "asha", "hyperband", "median", None, or an Optuna pruner.
+        prune_on: the Keras metric reported to the pruner (default "val_loss").
+        keep_models: how many of the best models to keep on disk.
+        show_progress: show a progress bar and, at the end, a table of the best trials.
+        verbose: also print each trial's output (it always goes to ``logs/trial-NNNNN.log``).
+        data_args: arguments for ``data``.
+        retries: how often a trial whose worker died or was interrupted is run again.
+        load_options: keyword options for loading the best model (e.g. ``{"custom_objects": {...}}`` for Keras).
+
+    Returns:
+        A :class:`SearchResult`; it also unpacks as ``best_run, best_model``.
+
+    Example::
+
+        >>> from hyperbrace import minimize, uniform
+        >>> def objective():
+        ...     x = {{uniform(-2, 2)}}
+        ...     return (x - 1) ** 2
+        >>> result = minimize(objective, max_evals=20, seed=0, directory=tmp, show_progress=False)  # doctest: +SKIP
+        >>> round(result.best_run["x"]) # doctest: +SKIP
+        1
+    """
+    if not isinstance(max_evals, int) or max_evals < 1:
+        raise ValueError(f"max_evals must be a positive integer (the total number of trials), got {max_evals!r}")
+    compiled = compile_model(model)
+    name = study_name or default_study_name(compiled)
+    run_storage = RunStorage.resolve(storage, directory, name, retries)
+    if algo == "grid":
+        size = 1
+        for values in grid_space(compiled.sites).values():
+            size *= len(values)
+        max_evals = min(max_evals, size)
+    gpu_ids = _gpu_ids(gpus)
+    n_jobs = max(n_jobs, 1)
+    settings = TrialSettings(
+        run_dir=run_storage.run_dir, keep_models=keep_models, echo_output=verbose and n_jobs == 1,
+        prune_on=prune_on, pruning=prune is not None and prune is not False,
+    )
+    plan = SearchPlan(
+        model=compiled, data=data, data_args=data_args, storage=run_storage, study_name=name, algo=algo, seed=seed,
+        prune=prune, settings=settings, max_evals=max_evals,
+        deadline=None if timeout is None else time.time() + timeout, n_jobs=n_jobs if not gpu_ids else len(gpu_ids),
+    )
+    study = plan.open_study()
+    completed = [t.value for t in study.get_trials(deepcopy=False) if t.value is not None and t.state.name == "COMPLETE"]
+    progress = Progress(
+        total=max_evals, done=counted_trials(study), best=min(completed) if completed else None,
+        enabled=show_progress, label=name,
+    )
+    try:
+        if plan.n_jobs > 1 or gpu_ids:
+            from hyperbrace.executor import run_workers
+
+            run_workers(plan, progress, gpus=gpu_ids)
+        else:
+            def on_outcome(outcome: TrialOutcome) -> None:
+                progress.advance(counted_trials(study), outcome.loss if outcome.state.name == "COMPLETE" else None)
+
+            plan.run_trials(on_outcome=on_outcome, study=study)
+    finally:
+        progress.close()
+    result = SearchResult(study, run_storage.run_dir, dict(load_options or {}))
+    if show_progress:
+        print(result.summary())
+    return result
+
+
+def _gpu_ids(gpus: Sequence[int] | str | None) -> list[str]:
+    if gpus is None:
+        return []
+    if gpus == "all":
+        from hyperbrace.executor import visible_gpus
+
+        return visible_gpus()
+    if isinstance(gpus, (int, str)):
+        gpus = [gpus]
+    return [str(g) for g in gpus]
+
+
+def evaluate(
+    model: Callable[..., Any],
+    params: Mapping[str, Any],
+    data: Callable[..., Any] | None = None,
+    data_args: Sequence[Any] | Mapping[str, Any] | None = None,
+) -> Any:
+    """Run the model function once with fixed template values (e.g. to retrain the best configuration).
+
+    ``params`` are the engine's values, as in ``result.best_params`` (for an object inside ``choice``, its index).
+
+    >>> def objective():
+    ...     return {{uniform(0, 1)}} * 2
+    >>> evaluate(objective, {"objective": 0.25})  # doctest: +SKIP
+    0.5
+    """
+    compiled = compile_model(model)
+    context = TrialContext(optuna.trial.FixedTrial(dict(params)), number=-1)
+    args, kwargs = arguments_from(call_data(data, data_args))
+    try:
+        with active(context):
+            return compiled(*args, **kwargs) if compiled.original.__code__.co_argcount or kwargs else compiled()
+    except ValueError as exc:
+        if "not found" in str(exc) and not isinstance(exc, TemplateError):
+            raise KeyError(f"evaluate(): {exc}; params has {sorted(params)}") from None
+        raise
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,91 @@
+"""``algo=`` and ``prune=``: names for Optuna's samplers and pruners, with the settings that suit templates.
+
+>>> make_sampler("random", seed=1).__class__.__name__
+'RandomSampler'
+>>> make_pruner(None).__class__.__name__
+'NopPruner'
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+
+from hyperbrace.template import TemplateSite
+
+__all__ = ["SAMPLERS", "PRUNERS", "make_sampler", "make_pruner", "grid_space"]
+
+SAMPLERS = ("tpe", "random", "gp", "cmaes", "grid", "qmc")
+PRUNERS = ("asha", "hyperband", "median", None)
+
+
+def grid_space(sites: Sequence[TemplateSite]) -> dict[str, list[Any]]:
+    """Every parameter's finite list of values, for ``algo="grid"``; raises where the space is not finite."""
+    space: dict[str, list[Any]] = {}
+    for site in sites:
+        grid = site.static_distribution.grid() if site.static_distribution is not None else None
+        if site.dynamic_name or grid is None:
+            why = (
+                "its name is computed in the trial" if site.dynamic_name
+                else f"{site.distribution} is continuous, or its arguments are only known in the trial"
+            )
+            raise site.error(
+                f"algo='grid' needs a finite list of values for every template, and {why}. Use choice, randint, "
+                "uniformint or quniform with literal arguments, or another algo (tpe, random)"
+            )
+        space[site.name] = grid
+    return space
+
+
+def make_sampler(
+    algo: Any, seed: int | None = None, sites: Sequence[TemplateSite] = (), parallel: bool = False
+) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler for ``algo``: a name in :data:`SAMPLERS`, or a sampler instance (used as is)."""
+    if isinstance(algo, optuna.samplers.BaseSampler):
+        return algo
+    name = getattr(algo, "__name__", algo)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        if name == "tpe":
+            # Multivariate TPE models parameters jointly; group=True lets it do so for conditional (define-by-run)
+            # spaces; the constant liar keeps parallel workers from all trying the same point.
+            return optuna.samplers.TPESampler(
+                seed=seed, multivariate=True, group=True, constant_liar=parallel
+            )
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if name == "gp":
+            try:
+                return optuna.samplers.GPSampler(seed=seed)
+            except ImportError as exc:
+                raise ImportError(f"algo='gp' needs PyTorch and SciPy ({exc}); pip install torch scipy") from None
+        if name == "cmaes":
+            try:
+                import cmaes  # noqa: F401
+            except ImportError:
+                raise ImportError("algo='cmaes' needs the cmaes package: pip install cmaes") from None
+            return optuna.samplers.CmaEsSampler(seed=seed)
+        if name == "qmc":
+            return optuna.samplers.QMCSampler(seed=seed)
+        if name == "grid":
+            return optuna.samplers.GridSampler(grid_space(sites), seed=seed)
+    raise ValueError(f"algo={algo!r} is not a known search algorithm; use one of {SAMPLERS} or an Optuna sampler")
+
+
+def make_pruner(prune: Any) -> optuna.pruners.BasePruner:
+    """The Optuna pruner for ``prune``: a name in :data:`PRUNERS`, or a pruner instance (used as is)."""
+    if isinstance(prune, optuna.pruners.BasePruner):
+        return prune
+    if prune is None or prune is False:
+        return optuna.pruners.NopPruner()
+    if prune == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if prune == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    if prune == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    raise ValueError(f"prune={prune!r} is not a known pruner; use one of {PRUNERS} or an Optuna pruner")

@@ -1,0 +1,205 @@
+"""One search's plan, and the trial loop that every process running it (this one, or a worker) follows.
+
+A :class:`SearchPlan` holds everything needed to run trials of a search: the compiled model, the data function,
+the storage, the algorithm and pruner, the settings and the budget. It pickles (with cloudpickle), so worker
+processes and machines run exactly the same loop: take a trial under the budget lock, run it, record it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from hyperbrace.budget import budget_lock, counted_trials
+from hyperbrace.samplers import make_pruner, make_sampler
+from hyperbrace.storage import RunStorage
+from hyperbrace.template import CompiledModel
+from hyperbrace.trial import TrialOutcome, TrialSettings, execute, is_worker_alive, requeue
+
+__all__ = ["SearchPlan", "TrialFailedError", "FAILURE_STREAK"]
+
+#: If this many first trials of a search all fail with the same error, the search stops and raises it.
+FAILURE_STREAK = 3
+
+
+class TrialFailedError(RuntimeError):
+    """The first trials all failed with the same error: almost surely a bug, not a bad configuration."""
+
+
+@dataclass
+class SearchPlan:
+    model: CompiledModel
+    data: Callable[..., Any] | None
+    data_args: Any
+    storage: RunStorage
+    study_name: str
+    algo: Any = "tpe"
+    seed: int | None = None
+    prune: Any = None
+    settings: TrialSettings = None  # type: ignore[assignment]
+    max_evals: int = 50
+    deadline: float | None = None  #: a ``time.time()`` after which no new trial starts
+    n_jobs: int = 1
+    _data_cache: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_data_cache"] = None  # each process calls data() itself (or maps the shared arrays)
+        return state
+
+    # -- study -----------------------------------------------------------------------------------------------------
+    def open_study(self, worker_index: int = 0, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+        storage = storage or self.storage.open()
+        seed = self.seed
+        if seed is not None:
+            # A resumed run or another worker must not replay the same random draws as the first run.
+            try:
+                done = len(optuna.load_study(study_name=self.study_name, storage=storage).trials)
+            except KeyError:
+                done = 0
+            seed = seed + done + 100_003 * worker_index
+        sampler = make_sampler(self.algo, seed, self.model.sites, parallel=self.n_jobs > 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.create_study(
+                storage=storage, study_name=self.study_name, sampler=sampler, pruner=make_pruner(self.prune),
+                direction="minimize", load_if_exists=True,
+            )
+
+    # -- data ------------------------------------------------------------------------------------------------------
+    def load_data(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Call ``data()`` once per process; its result becomes the model's arguments."""
+        if self._data_cache is None:
+            self._data_cache = arguments_from(call_data(self.data, self.data_args))
+        return self._data_cache
+
+    def call_model(self, model: CompiledModel) -> Any:
+        args, kwargs = self.load_data()
+        if not _takes_arguments(model.original):
+            return model()
+        return model(*args, **kwargs)
+
+    # -- the loop --------------------------------------------------------------------------------------------------
+    def run_trials(
+        self,
+        worker_index: int = 0,
+        on_outcome: Callable[[TrialOutcome], None] | None = None,
+        study: optuna.Study | None = None,
+    ) -> list[TrialOutcome]:
+        """Take and run trials until the budget or the deadline is used up. Returns this process's outcomes."""
+        study = study or self.open_study(worker_index)
+        self.load_data()
+        outcomes: list[TrialOutcome] = []
+        lock_path = self.storage.run_dir / ".budget.lock"
+        while self.deadline is None or time.time() < self.deadline:
+            reap_dead_trials(study)
+            with budget_lock(lock_path, self.storage.url):
+                if counted_trials(study) >= self.max_evals:
+                    break
+                trial = study.ask()
+            with _heartbeat(study, trial):
+                outcome = execute(study, trial, self.model, self.call_model, self.settings)
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+            check_failure_streak(study, outcomes, self.model)
+        return outcomes
+
+
+def call_data(data: Callable[..., Any] | None, data_args: Any) -> Any:
+    if data is None:
+        return None
+    if data_args is None:
+        return data()
+    if isinstance(data_args, dict):
+        return data(**data_args)
+    return data(*data_args)
+
+
+def arguments_from(data: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``data()``'s value as the model's arguments: tuple -> positional, dict -> keywords, other -> one argument."""
+    if data is None:
+        return (), {}
+    if isinstance(data, tuple):
+        return data, {}
+    if isinstance(data, dict):
+        return (), data
+    return (data,), {}
+
+
+def _takes_arguments(fn: Callable[..., Any]) -> bool:
+    try:
+        return bool(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return True
+
+
+def reap_dead_trials(study: optuna.Study) -> None:
+    """Fail (and queue again) running trials whose process is gone: a killed worker never leaves one RUNNING."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # databases: by heartbeat, for any host
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("hb.worker")
+        if worker and is_worker_alive(worker) is False:
+            try:
+                if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                    study._storage.set_trial_user_attr(trial._trial_id, "hb.error", "its worker process died")
+                    requeue(study, trial, max_retry=1)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # another process reaped it first
+
+
+def check_failure_streak(study: optuna.Study, outcomes: list[TrialOutcome], model: CompiledModel) -> None:
+    """Raise if this process's first trials all failed alike and the study has never completed a trial."""
+    if len(outcomes) != FAILURE_STREAK:
+        return
+    keys = {o.error_key for o in outcomes}
+    if len(keys) != 1 or None in keys or any(o.state != TrialState.FAIL for o in outcomes):
+        return
+    if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return
+    last = outcomes[-1]
+    message = (
+        f"the first {FAILURE_STREAK} trials of {model.name}() all failed with the same error, so the search stopped "
+        f"(a bug, not a bad configuration; the trials are recorded, nothing is lost):\n{last.error}"
+    )
+    raise TrialFailedError(message) from last.exception
+
+
+class _heartbeat:
+    """Record the trial's heartbeat while it runs, where the storage keeps them (databases)."""
+
+    def __init__(self, study: optuna.Study, trial: optuna.Trial) -> None:
+        self.storage = study._storage
+        self.trial_id = trial._trial_id
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> None:
+        storage = self.storage
+        if not isinstance(storage, optuna.storages._heartbeat.BaseHeartbeat):
+            storage = getattr(storage, "_backend", storage)
+        if isinstance(storage, optuna.storages._heartbeat.BaseHeartbeat) and storage.get_heartbeat_interval():
+            interval = storage.get_heartbeat_interval()
+            storage.record_heartbeat(self.trial_id)
+
+            def beat() -> None:
+                while not self.stop.wait(interval):
+                    storage.record_heartbeat(self.trial_id)
+
+            self.thread = threading.Thread(target=beat, daemon=True, name="hyperbrace-heartbeat")
+            self.thread.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()

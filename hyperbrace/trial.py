@@ -1,0 +1,325 @@
+"""One trial: call the model with the data, read what it returns, record the outcome. Failures are data.
+
+This is the one place where a trial runs, whichever process runs it (the search loop in this process, or a
+worker). A trial ends in one of three states:
+
+* COMPLETE: the model returned a finite loss (a number, or a dict with ``"loss"``);
+* PRUNED: the pruner stopped it (``hyperbrace.Pruned`` / ``optuna.TrialPruned``), with its last reported value;
+* FAIL: it raised, returned ``status: "fail"``, a NaN/inf loss or something that is not a loss. The traceback is
+  stored with the trial (``hb.error``) and in its log file, and the search goes on.
+
+Two things are not trial failures but stop the search: a template mistake (:class:`TemplateError`), which will
+fail every trial alike, and Ctrl-C. In both the running trial is closed first, so nothing completed is lost.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import numbers
+import os
+import socket
+import sys
+import time
+import traceback
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from hyperbrace import integrations
+from hyperbrace._context import TrialContext, active
+from hyperbrace.template import CompiledModel, TemplateError
+
+__all__ = ["STATUS_OK", "STATUS_FAIL", "TrialOutcome", "TrialSettings", "execute"]
+
+STATUS_OK = "ok"  #: the ``status`` of a trial that worked (hyperopt's value, so Hyperas code keeps working)
+STATUS_FAIL = "fail"  #: the ``status`` a model returns to mark its trial failed
+
+_ERROR_CHARS = 4000  # a stored traceback's length cap; the whole text is in the trial's log
+
+
+@dataclass
+class TrialSettings:
+    """How trials of one search are run; picklable, so workers get the same settings."""
+
+    run_dir: Path
+    keep_models: int = 3
+    echo_output: bool = False  #: also print the trial's output (it always goes to its log file)
+    prune_on: str = "val_loss"
+    pruning: bool = False
+    worker: str = field(default_factory=lambda: worker_id())
+
+    @property
+    def models_dir(self) -> Path:
+        return self.run_dir / "models"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+
+@dataclass
+class TrialOutcome:
+    """How one trial ended, as the search loop needs it."""
+
+    number: int
+    state: TrialState
+    loss: float | None
+    values: dict[str, Any]
+    error: str | None = None
+    error_key: str | None = None  #: type and message, to tell "the same error again" apart
+    exception: BaseException | None = field(default=None, repr=False)
+    model_path: str | None = None
+    duration: float = 0.0
+
+
+class ResultError(TypeError):
+    """The model function returned something that is not a loss."""
+
+
+def worker_id() -> str:
+    """``host:pid:start``: identifies this process, so a dead worker's running trials can be found."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
+
+
+def _process_start(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        return "0"
+
+
+def is_worker_alive(worker: str) -> bool | None:
+    """Whether the process ``worker`` names still runs; ``None`` when it ran on another host."""
+    host, pid, start = (worker.split(":") + ["", "", ""])[:3]
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return _process_start(int(pid)) == start
+
+
+def read_result(result: Any, function: str) -> tuple[float, str, Any, dict[str, Any]]:
+    """Split what the model returned into (loss, status, model, extra keys)."""
+    if isinstance(result, dict):
+        if "loss" not in result and result.get("status", STATUS_OK) != STATUS_FAIL:
+            raise ResultError(
+                f"{function}() returned a dict without 'loss' (keys: {sorted(result)}); add the value to minimize, "
+                "e.g. {'loss': -accuracy, 'status': STATUS_OK, 'model': model}"
+            )
+        extras = {k: v for k, v in result.items() if k not in ("loss", "status", "model")}
+        loss = result.get("loss", math.nan)
+        status = result.get("status", STATUS_OK)
+        model = result.get("model")
+    else:
+        loss, status, model, extras = result, STATUS_OK, None, {}
+    if hasattr(loss, "item") and callable(loss.item):  # numpy / torch scalars
+        loss = loss.item()
+    if isinstance(loss, bool) or not isinstance(loss, numbers.Real):
+        raise ResultError(
+            f"{function}() returned {result!r:.200}; return the loss (a number) or a dict such as "
+            "{'loss': -accuracy, 'status': STATUS_OK, 'model': model}"
+        )
+    return float(loss), status, model, extras
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+class _Tee(io.TextIOBase):
+    def __init__(self, *streams: Any) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+def user_frame(tb: traceback.StackSummary | list[traceback.FrameSummary], filename: str) -> traceback.FrameSummary | None:
+    """The innermost frame in the user's model file (else the innermost outside hyperbrace and site-packages)."""
+    frames = list(tb)
+    for frame in reversed(frames):
+        if frame.filename == filename:
+            return frame
+    here = str(Path(__file__).parent)
+    for frame in reversed(frames):
+        if not frame.filename.startswith(here) and "site-packages" not in frame.filename:
+            return frame
+    return frames[-1] if frames else None
+
+
+def execute(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    model: CompiledModel,
+    call: Callable[[CompiledModel], Any],
+    settings: TrialSettings,
+) -> TrialOutcome:
+    """Run ``trial``: ``call(model)`` calls the model with the data. Returns the outcome; the trial is told."""
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    trial.set_user_attr("hb.worker", settings.worker)
+    context = TrialContext(trial)
+    context.pruning_enabled = settings.pruning
+    context.extras["prune_on"] = settings.prune_on
+    hooks = integrations.active()
+    log_path = settings.logs_dir / f"trial-{trial.number:05d}.log"
+    started = time.perf_counter()
+    outcome: TrialOutcome
+    with open(log_path, "w", encoding="utf-8", errors="replace") as log:
+        out = _Tee(log, sys.stdout) if settings.echo_output else log
+        err = _Tee(log, sys.stderr) if settings.echo_output else log
+        try:
+            with active(context), redirect_stdout(out), redirect_stderr(err):
+                for hook in hooks:
+                    hook.before_trial(context)
+                try:
+                    returned = call(model)
+                finally:
+                    for hook in hooks:
+                        hook.after_trial(context)
+            loss, status, model_obj, extras = read_result(returned, model.name)
+        except optuna.TrialPruned:
+            outcome = _finish(study, trial, context, TrialState.PRUNED, context.last_value, started)
+            log.write(f"\n[hyperbrace] pruned at step {context.last_step} (value {context.last_value})\n")
+            return outcome
+        except TemplateError as exc:
+            _tell_failed(study, trial, context, exc, log, started)
+            raise
+        except KeyboardInterrupt:
+            _tell_failed(study, trial, context, "interrupted (Ctrl-C)", log, started, retry=True)
+            raise
+        except Exception as exc:
+            outcome = _tell_failed(study, trial, context, exc, log, started, filename=model.filename)
+            return outcome
+        returned = None  # the model object is saved below and then dropped: models are never kept across trials
+        for key, value in extras.items():
+            trial.set_user_attr(key, _jsonable(value))
+        if status != STATUS_OK or not math.isfinite(loss):
+            reason = f"status {status!r}" if status != STATUS_OK else f"the loss is {loss}"
+            trial.set_user_attr("hb.error", f"failed: {reason}")
+            log.write(f"\n[hyperbrace] trial failed: {reason}\n")
+            return _finish(study, trial, context, TrialState.FAIL, None, started, error=f"failed: {reason}",
+                           error_key=reason)
+        model_path = _save_if_top(study, trial, model_obj, loss, settings) if model_obj is not None else None
+        return _finish(study, trial, context, TrialState.COMPLETE, loss, started, model_path=model_path)
+
+
+def _finish(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    context: TrialContext,
+    state: TrialState,
+    value: float | None,
+    started: float,
+    **fields: Any,
+) -> TrialOutcome:
+    duration = time.perf_counter() - started
+    trial.set_user_attr("hb.values", {k: _jsonable(v) for k, v in context.values.items()})
+    trial.set_user_attr("hb.duration", round(duration, 3))
+    if context.steps_reported:
+        trial.set_user_attr("hb.steps", context.steps_reported)
+    if state == TrialState.COMPLETE:
+        study.tell(trial, value)
+    elif state == TrialState.PRUNED:
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, state=TrialState.FAIL)
+    return TrialOutcome(trial.number, state, value, dict(context.values), duration=duration, **fields)
+
+
+def _tell_failed(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    context: TrialContext,
+    error: BaseException | str,
+    log: Any,
+    started: float,
+    retry: bool = False,
+    filename: str = "",
+) -> TrialOutcome:
+    if isinstance(error, BaseException):
+        frames = traceback.extract_tb(error.__traceback__)
+        frame = user_frame(frames, filename)
+        text = "".join(traceback.format_exception(error))
+        where = f'File "{frame.filename}", line {frame.lineno}, in {frame.name}\n    {frame.line}\n' if frame else ""
+        summary = f"{where}{type(error).__name__}: {error}"
+        key = f"{type(error).__name__}: {error}"
+    else:
+        text = summary = key = error
+    log.write(f"\n[hyperbrace] trial failed:\n{text}\n")
+    trial.set_user_attr("hb.error", summary[-_ERROR_CHARS:])
+    outcome = _finish(
+        study, trial, context, TrialState.FAIL, None, started, error=summary, error_key=key,
+        exception=error if isinstance(error, BaseException) else None,
+    )
+    if retry:
+        requeue(study, next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number))
+    return outcome
+
+
+def requeue(study: optuna.Study, failed: optuna.trial.FrozenTrial, max_retry: int = 1) -> None:
+    """Queue a failed (interrupted, or its worker died) trial's configuration again, once by default."""
+    optuna.storages.RetryFailedTrialCallback(max_retry=max_retry)(study, failed)
+
+
+def _save_if_top(
+    study: optuna.Study, trial: optuna.Trial, model_obj: Any, loss: float, settings: TrialSettings
+) -> str | None:
+    """Save the model if its loss is among the ``keep_models`` best; drop files that fell out of the top."""
+    if settings.keep_models <= 0:
+        return None
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    better = sum(1 for t in completed if t.value is not None and t.value <= loss)
+    if better >= settings.keep_models:
+        return None
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    integration = integrations.for_model(model_obj)
+    try:
+        path = integration.save(model_obj, settings.models_dir / f"trial-{trial.number:05d}")
+    except Exception as exc:  # a model that cannot be saved must not lose the trial's result
+        trial.set_user_attr("hb.model_error", f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS])
+        return None
+    relative = str(path.relative_to(settings.run_dir))
+    trial.set_user_attr("hb.model", relative)
+    # Keep the best others, this one, and any running trial's (another worker may be saving it right now).
+    keep = {t.number for t in sorted(completed, key=lambda t: t.value)[: settings.keep_models - 1]}
+    keep |= {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    for file in settings.models_dir.glob("trial-*"):
+        number = file.stem.partition("-")[2]
+        if number.isdigit() and int(number) not in keep:
+            _remove(file)
+    return relative
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
