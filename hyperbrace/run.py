@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import optuna
@@ -15,7 +15,7 @@ from hyperbrace.budget import counted_trials
 from hyperbrace.report import Progress
 from hyperbrace.result import SearchResult
 from hyperbrace.samplers import grid_space
-from hyperbrace.search import SearchPlan, arguments_from, call_data
+from hyperbrace.search import SearchPlan, arguments_from, call_data, call_with_data
 from hyperbrace.storage import RunStorage, default_study_name
 from hyperbrace.template import TemplateError, compile_model
 from hyperbrace.trial import TrialOutcome, TrialSettings
@@ -76,12 +76,13 @@ def minimize(
 
     Example::
 
+        >>> import tempfile
         >>> from hyperbrace import minimize, uniform
         >>> def objective():
         ...     x = {{uniform(-2, 2)}}
         ...     return (x - 1) ** 2
-        >>> result = minimize(objective, max_evals=20, seed=0, directory=tmp, show_progress=False)  # doctest: +SKIP
-        >>> round(result.best_run["x"]) # doctest: +SKIP
+        >>> result = minimize(objective, max_evals=20, seed=0, directory=tempfile.mkdtemp(), show_progress=False)
+        >>> round(result.best_run["x"])
         1
     """
     if not isinstance(max_evals, int) or max_evals < 1:
@@ -105,7 +106,8 @@ def minimize(
         prune=prune, settings=settings, max_evals=max_evals,
         deadline=None if timeout is None else time.time() + timeout, n_jobs=n_jobs if not gpu_ids else len(gpu_ids),
     )
-    study = plan.open_study()
+    with _optuna_logging(verbose):
+        study = plan.open_study()
     completed = [t.value for t in study.get_trials(deepcopy=False) if t.value is not None and t.state.name == "COMPLETE"]
     progress = Progress(
         total=max_evals, done=counted_trials(study), best=min(completed) if completed else None,
@@ -127,6 +129,18 @@ def minimize(
     if show_progress:
         print(result.summary())
     return result
+
+
+@contextmanager
+def _optuna_logging(verbose: bool) -> Iterator[None]:
+    """Optuna's INFO lines ("A new study created...") repeat what the progress bar shows; keep them for verbose."""
+    previous = optuna.logging.get_verbosity()
+    if not verbose:
+        optuna.logging.set_verbosity(max(previous, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(previous)
 
 
 def _gpu_ids(gpus: Sequence[int] | str | None) -> list[str]:
@@ -152,8 +166,9 @@ def evaluate(
     ``params`` are the engine's values, as in ``result.best_params`` (for an object inside ``choice``, its index).
 
     >>> def objective():
-    ...     return {{uniform(0, 1)}} * 2
-    >>> evaluate(objective, {"objective": 0.25})  # doctest: +SKIP
+    ...     x = {{uniform(0, 1)}}
+    ...     return x * 2
+    >>> evaluate(objective, {"x": 0.25})
     0.5
     """
     compiled = compile_model(model)
@@ -161,15 +176,10 @@ def evaluate(
     args, kwargs = arguments_from(call_data(data, data_args))
     try:
         with active(context):
-            return compiled(*args, **kwargs) if compiled.original.__code__.co_argcount or kwargs else compiled()
+            return call_with_data(compiled, args, kwargs)
     except ValueError as exc:
         if "not found" in str(exc) and not isinstance(exc, TemplateError):
             raise KeyError(f"evaluate(): {exc}; params has {sorted(params)}") from None
         raise
 
 
-def _relative(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

@@ -83,9 +83,7 @@ class SearchPlan:
 
     def call_model(self, model: CompiledModel) -> Any:
         args, kwargs = self.load_data()
-        if not _takes_arguments(model.original):
-            return model()
-        return model(*args, **kwargs)
+        return call_with_data(model, args, kwargs)
 
     # -- the loop --------------------------------------------------------------------------------------------------
     def run_trials(
@@ -135,11 +133,13 @@ def arguments_from(data: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return (data,), {}
 
 
-def _takes_arguments(fn: Callable[..., Any]) -> bool:
+def call_with_data(model: CompiledModel, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Call the model with data()'s value; a model that takes no parameters is called without it."""
     try:
-        return bool(inspect.signature(fn).parameters)
+        takes_arguments = bool(inspect.signature(model.original).parameters)
     except (TypeError, ValueError):
-        return True
+        takes_arguments = True
+    return model(*args, **kwargs) if takes_arguments else model()
 
 
 def reap_dead_trials(study: optuna.Study) -> None:

@@ -97,7 +97,7 @@ def _check_q(q: Any, dist: str) -> float:
 
 def _round_to(value: float, q: float) -> float:
     # round(x / q) * q leaves float noise (0.1 * 3 = 0.30000000000000004); 12 digits removes it.
-    return round(round(value / q) * q, 12)
+    return float(round(round(value / q) * q, 12))
 
 
 def _fmt(*args: Any) -> str:

@@ -6,13 +6,13 @@ does not run is never sampled), and the rewritten function is compiled against t
 and closure, so helpers, globals, imports and custom layers resolve exactly as in your code.
 
 >>> from hyperbrace.template import compile_model
->>> def build():
-...     return {"lr": {{loguniform(1e-4, 1e-1)}}, "units": {{choice([32, 64])}}}
->>> [site.name for site in compile_model(build).sites]  # doctest: +SKIP
-['lr', 'units']
-
-(The doctest above is skipped because doctest's own source is not a file; the same code in a module, a
-script, a notebook or IPython works.)
+>>> def build(model):
+...     lr = {{loguniform(1e-4, 1e-1)}}
+...     model.add(Dense(units={{choice([32, 64])}}))
+...     model.add(Dropout({{uniform(0, 0.5)}}))
+...     model.add(Dropout({{uniform(0, 0.5)}}))
+>>> [site.name for site in compile_model(build).sites]
+['lr', 'units', 'Dropout', 'Dropout_1']
 
 Naming, in order of precedence (see the README's table):
 
