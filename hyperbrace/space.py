@@ -175,8 +175,10 @@ class Choice(Distribution):
         # Primitive options are stored as themselves; anything else (a layer, a tuple, a dict) by its index.
         self._values = [o.literal if isinstance(o, LazyOption) and o.is_primitive else o for o in options]
         self.by_index = not all(_is_primitive(v) and not isinstance(v, LazyOption) for v in self._values)
-        if not self.by_index and len(set(map(_hashable_key, self._values))) != len(self._values):
-            self.by_index = True  # duplicate options: only indices tell them apart
+        # Options that compare equal (a repeated option, or 1, 1.0 and True, which Optuna's list.index() cannot
+        # tell apart) are stored by index too: only the index says which one was drawn.
+        if not self.by_index and len(set(self._values)) != len(self._values):
+            self.by_index = True
 
     def engine_distribution(self) -> BaseDistribution:
         if self.by_index:
@@ -199,10 +201,6 @@ class Choice(Distribution):
 
     def __repr__(self) -> str:
         return f"choice([{', '.join(repr(o) for o in self.options)}])"
-
-
-def _hashable_key(value: Any) -> tuple[type, Any]:
-    return (type(value), value)
 
 
 class PChoice(Choice):
