@@ -52,7 +52,6 @@ class TrialSettings:
     echo_output: bool = False  #: also print the trial's output (it always goes to its log file)
     prune_on: str = "val_loss"
     pruning: bool = False
-    worker: str = field(default_factory=lambda: worker_id())
 
     @property
     def models_dir(self) -> Path:
@@ -83,7 +82,11 @@ class ResultError(TypeError):
 
 
 def worker_id() -> str:
-    """``host:pid:start``: identifies this process, so a dead worker's running trials can be found."""
+    """``host:pid:start``: identifies this process, so a dead worker's running trials can be found.
+
+    >>> worker_id().count(":")
+    2
+    """
     return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
 
 
@@ -182,51 +185,61 @@ def execute(
 ) -> TrialOutcome:
     """Run ``trial``: ``call(model)`` calls the model with the data. Returns the outcome; the trial is told."""
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
-    trial.set_user_attr("hb.worker", settings.worker)
+    trial.set_user_attr("hb.worker", worker_id())
     context = TrialContext(trial)
     context.pruning_enabled = settings.pruning
     context.extras["prune_on"] = settings.prune_on
     hooks = integrations.active()
     log_path = settings.logs_dir / f"trial-{trial.number:05d}.log"
-    started = time.perf_counter()
-    outcome: TrialOutcome
     with open(log_path, "w", encoding="utf-8", errors="replace") as log:
         out = _Tee(log, sys.stdout) if settings.echo_output else log
         err = _Tee(log, sys.stderr) if settings.echo_output else log
-        try:
-            with active(context), redirect_stdout(out), redirect_stderr(err):
+        with active(context), redirect_stdout(out), redirect_stderr(err):
+            for hook in hooks:
+                hook.before_trial(context)
+            try:
+                return _run_and_record(study, trial, model, call, settings, context, log)
+            finally:
+                # After the model is saved: e.g. Keras' clear_session must not run before the save.
                 for hook in hooks:
-                    hook.before_trial(context)
-                try:
-                    returned = call(model)
-                finally:
-                    for hook in hooks:
-                        hook.after_trial(context)
-            loss, status, model_obj, extras = read_result(returned, model.name)
-        except optuna.TrialPruned:
-            outcome = _finish(study, trial, context, TrialState.PRUNED, context.last_value, started)
-            log.write(f"\n[hyperbrace] pruned at step {context.last_step} (value {context.last_value})\n")
-            return outcome
-        except TemplateError as exc:
-            _tell_failed(study, trial, context, exc, log, started)
-            raise
-        except KeyboardInterrupt:
-            _tell_failed(study, trial, context, "interrupted (Ctrl-C)", log, started, retry=True)
-            raise
-        except Exception as exc:
-            outcome = _tell_failed(study, trial, context, exc, log, started, filename=model.filename)
-            return outcome
-        returned = None  # the model object is saved below and then dropped: models are never kept across trials
-        for key, value in extras.items():
-            trial.set_user_attr(key, _jsonable(value))
-        if status != STATUS_OK or not math.isfinite(loss):
-            reason = f"status {status!r}" if status != STATUS_OK else f"the loss is {loss}"
-            trial.set_user_attr("hb.error", f"failed: {reason}")
-            log.write(f"\n[hyperbrace] trial failed: {reason}\n")
-            return _finish(study, trial, context, TrialState.FAIL, None, started, error=f"failed: {reason}",
-                           error_key=reason)
-        model_path = _save_if_top(study, trial, model_obj, loss, settings) if model_obj is not None else None
-        return _finish(study, trial, context, TrialState.COMPLETE, loss, started, model_path=model_path)
+                    hook.after_trial(context)
+
+
+def _run_and_record(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    model: CompiledModel,
+    call: Callable[[CompiledModel], Any],
+    settings: TrialSettings,
+    context: TrialContext,
+    log: Any,
+) -> TrialOutcome:
+    started = time.perf_counter()
+    try:
+        loss, status, model_obj, extras = read_result(call(model), model.name)
+    except optuna.TrialPruned:
+        log.write(f"\n[hyperbrace] pruned at step {context.last_step} (value {context.last_value})\n")
+        return _finish(study, trial, context, TrialState.PRUNED, context.last_value, started)
+    except TemplateError as exc:
+        _tell_failed(study, trial, context, exc, log, started)
+        raise
+    except KeyboardInterrupt:
+        _tell_failed(study, trial, context, "interrupted (Ctrl-C)", log, started, retry=True)
+        raise
+    except Exception as exc:
+        return _tell_failed(study, trial, context, exc, log, started, filename=model.filename)
+    for key, value in extras.items():
+        trial.set_user_attr(key, _jsonable(value))
+    if status != STATUS_OK or not math.isfinite(loss):
+        reason = f"status {status!r}" if status != STATUS_OK else f"the loss is {loss}"
+        trial.set_user_attr("hb.error", f"failed: {reason}")
+        log.write(f"\n[hyperbrace] trial failed: {reason}\n")
+        return _finish(
+            study, trial, context, TrialState.FAIL, None, started, error=f"failed: {reason}", error_key=reason
+        )
+    # The model is saved (if among the best) and then dropped: models are never kept across trials.
+    model_path = _save_if_top(study, trial, model_obj, loss, settings) if model_obj is not None else None
+    return _finish(study, trial, context, TrialState.COMPLETE, loss, started, model_path=model_path)
 
 
 def _finish(
