@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -108,6 +110,7 @@ def minimize(
     )
     with _optuna_logging(verbose):
         study = plan.open_study()
+    _check_same_space(study, compiled)
     completed = [t.value for t in study.get_trials(deepcopy=False) if t.value is not None and t.state.name == "COMPLETE"]
     progress = Progress(
         total=max_evals, done=counted_trials(study), best=min(completed) if completed else None,
@@ -123,12 +126,37 @@ def minimize(
                 progress.advance(counted_trials(study), outcome.loss if outcome.state.name == "COMPLETE" else None)
 
             plan.run_trials(on_outcome=on_outcome, study=study)
+    except KeyboardInterrupt:
+        progress.close()
+        print(
+            f"\nInterrupted. Every finished trial is saved in {run_storage.description}; run the same search again "
+            "to continue it (the interrupted trial runs again).",
+            file=sys.stderr,
+        )
+        raise
     finally:
         progress.close()
     result = SearchResult(study, run_storage.run_dir, dict(load_options or {}))
     if show_progress:
         print(result.summary())
     return result
+
+
+_SPACE_ATTR = "hyperbrace.templates"
+
+
+def _check_same_space(study: optuna.Study, compiled: Any) -> None:
+    """Warn when a resumed study's templates differ from the model's: the two searches would mix."""
+    templates = [f"{site.name}: {site.text}" for site in compiled.sites]
+    recorded = study.user_attrs.get(_SPACE_ATTR)
+    if recorded is None:
+        study.set_user_attr(_SPACE_ATTR, templates)
+    elif recorded != templates:
+        warnings.warn(
+            f"study {study.study_name!r} was created by a model with other templates ({len(recorded)} before, "
+            f"{len(templates)} now); its trials continue in the same study. Pass study_name= to start a new one.",
+            stacklevel=3,
+        )
 
 
 @contextmanager
