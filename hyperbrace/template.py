@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import inspect
 import linecache
 import sys
@@ -205,7 +206,9 @@ def _context_word(node: ast.AST, parents: dict[ast.AST, ast.AST], templates: set
             if parent.arg is not None:
                 return parent.arg
         elif isinstance(parent, ast.Call):
-            if child is parent.func:
+            if child is parent.func or _is_template_call(parent, parents, templates):
+                # ``{{choice([{{uniformint(1, 3)}}, 10])}}``: the outer distribution's name says nothing about
+                # the inner template, which falls back to its own distribution's name.
                 return None
             return _called_name(parent.func)
         elif isinstance(parent, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
@@ -223,6 +226,11 @@ def _context_word(node: ast.AST, parents: dict[ast.AST, ast.AST], templates: set
             return None
         child, parent = parent, parents.get(parent)
     return None
+
+
+def _is_template_call(call: ast.Call, parents: dict[ast.AST, ast.AST], templates: set[ast.AST]) -> bool:
+    """Whether ``call`` is the distribution call of a template (the ``choice(...)`` in ``{{choice(...)}}``)."""
+    return parents.get(parents.get(call)) in templates
 
 
 def _is_template_shell(node: ast.AST, templates: set[ast.AST]) -> bool:
@@ -278,9 +286,14 @@ def _placeholder_option(element: ast.expr) -> LazyOption:
     """The option as the rewritten template will pass it, minus the ability to build it."""
     literal = _literal(element)
     text = ast.unparse(element)
+    # functools.partial rather than a lambda: the site (and so the compiled model) must pickle for worker processes.
     if not isinstance(literal, _Opaque) and isinstance(literal, (bool, int, float, str, type(None))):
-        return LazyOption(lambda: literal, text, literal)
-    return LazyOption(lambda: None, text)
+        return LazyOption(functools.partial(_constant, literal), text, literal)
+    return LazyOption(functools.partial(_constant, None), text)
+
+
+def _constant(value: Any) -> Any:
+    return value
 
 
 # -- rewriting -------------------------------------------------------------------------------------------------------
@@ -433,7 +446,9 @@ def _build(
     filename: str,
     sites: Sequence[TemplateSite],
     overlay: dict[str, Any] | None,
-) -> types.FunctionType:
+) -> Callable[..., Any]:
+    bound_to = original.__self__ if isinstance(original, types.MethodType) else None
+    original = original.__func__ if isinstance(original, types.MethodType) else original
     code = compile(module, filename, "exec", dont_inherit=True)
     factory = next(c for c in code.co_consts if isinstance(c, types.CodeType) and c.co_name == _FACTORY)
     inner = next(c for c in factory.co_consts if isinstance(c, types.CodeType) and c.co_name == original.__name__)
@@ -448,7 +463,7 @@ def _build(
     function.__doc__ = original.__doc__
     function.__annotations__ = dict(getattr(original, "__annotations__", {}))
     function.__dict__.update(original.__dict__)
-    return function
+    return function if bound_to is None else types.MethodType(function, bound_to)
 
 
 def compile_model(
@@ -468,9 +483,11 @@ def compile_model(
     if isinstance(fn, CompiledModel):
         return fn
     fn = inspect.unwrap(fn)
-    if not isinstance(fn, types.FunctionType):
+    # A bound method (``trainer.create_model``) is compiled from its function and bound again when built.
+    function = fn.__func__ if isinstance(fn, types.MethodType) else fn
+    if not isinstance(function, types.FunctionType):
         raise TypeError(f"minimize() needs a model function defined with `def`, got {fn!r}")
-    source, node, filename = _read_source(fn)
+    source, node, filename = _read_source(function)
     node = _strip_decorators(node)
 
     parents: dict[ast.AST, ast.AST] = {}
@@ -512,7 +529,7 @@ def compile_model(
         site.name = name
 
     rewritten = _Rewriter({t: s for t, s in zip(template_nodes, sites)}, source).visit(node)
-    module = _factory_module(rewritten, fn)
+    module = _factory_module(rewritten, function)
     return CompiledModel(fn, sites, filename, module, globals_overlay)
 
 
