@@ -1,0 +1,1 @@
+"""Importable modules the tests use (a model function defined in an imported module, and so on)."""
