@@ -128,6 +128,11 @@ def read_result(result: Any, function: str) -> tuple[float, str, Any, dict[str, 
         loss, status, model, extras = result, STATUS_OK, None, {}
     if hasattr(loss, "item") and callable(loss.item):  # numpy / torch scalars
         loss = loss.item()
+    if result is None:
+        raise ResultError(
+            f"{function}() returned None (is its `return` missing?); return the loss (a number) or a dict such as "
+            "{'loss': -accuracy, 'status': STATUS_OK, 'model': model}"
+        )
     if isinstance(loss, bool) or not isinstance(loss, numbers.Real):
         raise ResultError(
             f"{function}() returned {result!r:.200}; return the loss (a number) or a dict such as "
@@ -163,8 +168,13 @@ class _Tee(io.TextIOBase):
         return False
 
 
-def user_frame(tb: traceback.StackSummary | list[traceback.FrameSummary], filename: str) -> traceback.FrameSummary | None:
-    """The innermost frame in the user's model file (else the innermost outside hyperbrace and site-packages)."""
+def user_frame(
+    tb: traceback.StackSummary | list[traceback.FrameSummary],
+    filename: str,
+    default: traceback.FrameSummary | None = None,
+) -> traceback.FrameSummary | None:
+    """The innermost frame in the user's model file (else the innermost outside hyperbrace and site-packages,
+    else ``default``: for an error hyperbrace raises about the model, such as a wrong return value)."""
     frames = list(tb)
     for frame in reversed(frames):
         if frame.filename == filename:
@@ -173,6 +183,8 @@ def user_frame(tb: traceback.StackSummary | list[traceback.FrameSummary], filena
     for frame in reversed(frames):
         if not frame.filename.startswith(here) and "site-packages" not in frame.filename:
             return frame
+    if default is not None:
+        return default
     return frames[-1] if frames else None
 
 
@@ -227,7 +239,9 @@ def _run_and_record(
         _tell_failed(study, trial, context, "interrupted (Ctrl-C)", log, started, retry=True)
         raise
     except Exception as exc:
-        return _tell_failed(study, trial, context, exc, log, started, filename=model.filename)
+        # Where no frame of the user's code raised (the model returned None), point at the model's `def` line.
+        model_def = traceback.FrameSummary(model.filename, model.lineno, model.name)
+        return _tell_failed(study, trial, context, exc, log, started, filename=model.filename, default=model_def)
     for key, value in extras.items():
         trial.set_user_attr(key, _jsonable(value))
     if status != STATUS_OK or not math.isfinite(loss):
@@ -274,10 +288,11 @@ def _tell_failed(
     started: float,
     retry: bool = False,
     filename: str = "",
+    default: traceback.FrameSummary | None = None,
 ) -> TrialOutcome:
     if isinstance(error, BaseException):
         frames = traceback.extract_tb(error.__traceback__)
-        frame = user_frame(frames, filename)
+        frame = user_frame(frames, filename, default)
         text = "".join(traceback.format_exception(error))
         where = f'File "{frame.filename}", line {frame.lineno}, in {frame.name}\n    {frame.line}\n' if frame else ""
         summary = f"{where}{type(error).__name__}: {error}"
