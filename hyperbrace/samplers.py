@@ -40,6 +40,18 @@ def grid_space(sites: Sequence[TemplateSite]) -> dict[str, list[Any]]:
     return space
 
 
+class _AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its ``study.stop()`` once the grid is used up.
+
+    ``study.stop()`` works only inside ``study.optimize()``; hyperbrace runs trials with ask and tell, where it
+    raises (and would leave the last trial RUNNING). The search ends by itself there: ``minimize`` caps
+    ``max_evals`` at the size of the grid.
+    """
+
+    def after_trial(self, study: optuna.Study, trial: Any, state: Any, values: Any) -> None:
+        pass
+
+
 def make_sampler(
     algo: Any, seed: int | None = None, sites: Sequence[TemplateSite] = (), parallel: bool = False
 ) -> optuna.samplers.BaseSampler:
@@ -72,7 +84,7 @@ def make_sampler(
         if name == "qmc":
             return optuna.samplers.QMCSampler(seed=seed)
         if name == "grid":
-            return optuna.samplers.GridSampler(grid_space(sites), seed=seed)
+            return _AskTellGridSampler(grid_space(sites), seed=seed)
     raise ValueError(f"algo={algo!r} is not a known search algorithm; use one of {SAMPLERS} or an Optuna sampler")
 
 
