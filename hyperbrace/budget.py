@@ -54,7 +54,9 @@ def budget_lock(lock_path: Path | None, url: str | None = None) -> Iterator[None
         if url is not None and url.startswith("postgresql"):
             from hyperbrace._pglock import advisory_lock
 
-            with advisory_lock(url, lock_path.name if lock_path else "hyperbrace"):
+            # One lock per study (its run directory is named after it), not one for the whole database.
+            key = f"{lock_path.parent.name}/{lock_path.name}" if lock_path else "hyperbrace"
+            with advisory_lock(url, key):
                 yield
             return
         if lock_path is None:

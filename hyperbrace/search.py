@@ -100,7 +100,9 @@ class SearchPlan:
         while self.deadline is None or time.time() < self.deadline:
             reap_dead_trials(study)
             with budget_lock(lock_path, self.storage.url):
-                if counted_trials(study) >= self.max_evals:
+                # A trial queued again (its worker died) is counted already but still has to run: ask() takes it.
+                queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                if counted_trials(study) >= self.max_evals and not queued:
                     break
                 trial = study.ask()
             with _heartbeat(study, trial):
@@ -151,8 +153,9 @@ def reap_dead_trials(study: optuna.Study) -> None:
         worker = trial.user_attrs.get("hb.worker")
         if worker and is_worker_alive(worker) is False:
             try:
+                # The reason first: a finished trial takes no more attributes.
+                study._storage.set_trial_user_attr(trial._trial_id, "hb.error", "its worker process died")
                 if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                    study._storage.set_trial_user_attr(trial._trial_id, "hb.error", "its worker process died")
                     requeue(study, trial, max_retry=1)
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass  # another process reaped it first

@@ -19,6 +19,7 @@ share a PostgreSQL study); models and logs still go to the run directory.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -97,13 +98,17 @@ class RunStorage:
             kwargs = dict(
                 heartbeat_interval=HEARTBEAT_INTERVAL_S,
                 grace_period=GRACE_PERIOD_S,
-                failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=self.retries)
-                if self.retries
-                else None,
+                failed_trial_callback=functools.partial(_requeue, max_retry=self.retries) if self.retries else None,
             )
             kwargs["engine_kwargs"] = {"pool_pre_ping": True}
         with _quiet_experimental():
             return optuna.storages.RDBStorage(self.url, **kwargs)
+
+
+def _requeue(study: optuna.Study, failed: optuna.trial.FrozenTrial, max_retry: int) -> None:
+    from hyperbrace.trial import requeue  # trial.py imports the frameworks' integrations: load it only when needed
+
+    requeue(study, failed, max_retry)
 
 
 class _quiet_experimental:

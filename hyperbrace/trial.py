@@ -14,6 +14,7 @@ fail every trial alike, and Ctrl-C. In both the running trial is closed first, s
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
@@ -23,6 +24,7 @@ import socket
 import sys
 import time
 import traceback
+import warnings
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,7 +314,14 @@ def _tell_failed(
 
 def requeue(study: optuna.Study, failed: optuna.trial.FrozenTrial, max_retry: int = 1) -> None:
     """Queue a failed (interrupted, or its worker died) trial's configuration again, once by default."""
-    optuna.storages.RetryFailedTrialCallback(max_retry=max_retry)(study, failed)
+    # The copy starts clean: inheriting the failed run's "hb.worker" would let a reaper take the retry for the
+    # dead process's trial (before it records its own worker), and "hb.error" would mark a good retry as failed.
+    clean = copy.copy(failed)
+    clean.user_attrs = {k: v for k, v in failed.user_attrs.items() if not k.startswith("hb.")}
+    with warnings.catch_warnings():  # renamed in Optuna 4.9 (same behaviour); both names work up to 6.0
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryFailedTrialCallback(max_retry=max_retry)(study, clean)
 
 
 def _save_if_top(
