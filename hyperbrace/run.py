@@ -111,6 +111,10 @@ def minimize(
     with _optuna_logging(verbose):
         study = plan.open_study()
     _check_same_space(study, compiled)
+    if run_storage.url is not None:
+        from hyperbrace.executor import publish_plan
+
+        publish_plan(study, plan)  # so that `hyperbrace worker --storage URL --study NAME` can join from anywhere
     completed = [t.value for t in study.get_trials(deepcopy=False) if t.value is not None and t.state.name == "COMPLETE"]
     progress = Progress(
         total=max_evals, done=counted_trials(study), best=min(completed) if completed else None,
@@ -177,7 +181,11 @@ def _gpu_ids(gpus: Sequence[int] | str | None) -> list[str]:
     if gpus == "all":
         from hyperbrace.executor import visible_gpus
 
-        return visible_gpus()
+        found = visible_gpus()
+        if not found:  # the same script runs on a laptop and on a GPU server: warn, and run on the CPU
+            warnings.warn("gpus='all' but this machine shows no GPU (CUDA_VISIBLE_DEVICES, nvidia-smi); "
+                          "running on the CPU with n_jobs workers", stacklevel=3)
+        return found
     if isinstance(gpus, (int, str)):
         gpus = [gpus]
     return [str(g) for g in gpus]

@@ -1,0 +1,233 @@
+"""The ``hyperbrace`` command.
+
+``hyperbrace worker --storage URL --study NAME [--n-jobs N] [--gpus 0,1 | all]``
+    Join a search that runs on a database from this machine: take and run trials until its budget is used up.
+    The search's chief (the script calling ``minimize(storage=URL, ...)``) stored its model and data functions in
+    the study, so the worker needs only the URL and the study's name, plus the same packages (and the modules the
+    model imports) as the chief. Start as many as you like, on as many machines.
+
+``hyperbrace show RUN_DIR`` / ``hyperbrace show --storage URL [--study NAME]``
+    Print a search's summary: its trial counts and a table of the best trials.
+
+Example (the second machine of a two-machine search)::
+
+    $ hyperbrace worker --storage postgresql://hb:secret@db.example/hb --study mnist.create_model --n-jobs 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import time
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import optuna
+
+__all__ = ["main"]
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``hyperbrace`` command line; returns its exit status.
+
+    >>> import tempfile, optuna
+    >>> from optuna.storages.journal import JournalFileBackend
+    >>> run_dir = tempfile.mkdtemp()
+    >>> journal = optuna.storages.JournalStorage(JournalFileBackend(run_dir + "/study.journal"))
+    >>> study = optuna.create_study(study_name="demo", storage=journal)
+    >>> study.add_trial(optuna.trial.create_trial(value=0.25, user_attrs={"hb.values": {"lr": 0.01}}))
+    >>> main(["show", run_dir])  # doctest: +NORMALIZE_WHITESPACE
+    Study 'demo': 1 trials (1 complete)
+    trial loss lr
+    ----- ---- ----
+    0 0.25 0.01
+    0
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("interrupted; the running trials were failed and queued again, so the search can continue",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except _UsageError as exc:
+        parser.exit(2, f"hyperbrace {args.command}: error: {exc}\n")
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hyperbrace", description="Hyperparameter search with {{...}} templates: workers and reports.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    worker = commands.add_parser(
+        "worker", help="join a search kept in a database and run its trials",
+        description="Join a search kept in a database (started by minimize(storage=URL, ...) on any machine) and "
+                    "run its trials until its max_evals are used up. Needs the same Python packages, and the "
+                    "modules the model function imports, as the machine that started the search.",
+    )
+    worker.add_argument("--storage", required=True, metavar="URL",
+                        help="the search's database, e.g. postgresql://user:password@host/db")
+    worker.add_argument("--study", required=True, metavar="NAME", help="the study's name")
+    worker.add_argument("--n-jobs", type=int, default=1, metavar="N",
+                        help="worker processes on this machine (default 1: trials run in this process)")
+    worker.add_argument("--gpus", metavar="IDS",
+                        help="comma-separated GPU ids, or 'all': one worker process per GPU")
+    worker.add_argument("--directory", default="hyperbrace-runs", metavar="DIR",
+                        help="where this machine keeps the trials' logs and saved models (default hyperbrace-runs)")
+    worker.add_argument("--wait", type=float, default=300.0, metavar="SECONDS",
+                        help="how long to wait for the search to be started (default 300)")
+    worker.set_defaults(run=_worker)
+
+    show = commands.add_parser(
+        "show", help="print a search's summary and its best trials",
+        description="Print a search's trial counts and a table of its best trials.",
+    )
+    show.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
+                      help="a run directory (hyperbrace-runs/<study>) or its study.journal file")
+    show.add_argument("--storage", metavar="URL", help="a database URL instead of a run directory")
+    show.add_argument("--study", metavar="NAME", help="the study's name (needed when the storage holds several)")
+    show.add_argument("--top", type=int, default=10, metavar="N", help="how many of the best trials to list")
+    show.set_defaults(run=_show)
+    return parser
+
+
+class _UsageError(Exception):
+    pass
+
+
+# -- worker ---------------------------------------------------------------------------------------------------------
+def _worker(args: argparse.Namespace) -> int:
+    from hyperbrace import _worker as worker_process
+    from hyperbrace.executor import WorkerError, published_plan, run_workers, visible_gpus
+    from hyperbrace.search import TrialFailedError
+    from hyperbrace.storage import RunStorage
+    from hyperbrace.template import TemplateError
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if "://" not in args.storage:
+        raise _UsageError(f"--storage takes a database URL (postgresql://...), got {args.storage!r}")
+    if args.n_jobs < 1:
+        raise _UsageError("--n-jobs must be at least 1")
+    gpus = _gpu_list(args.gpus, visible_gpus)
+    # The model's own modules import as they do for a script started here (a console script's path lacks ".").
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    run_storage = RunStorage.resolve(args.storage, args.directory, args.study)
+    plan = _wait_for_plan(run_storage, args.study, args.wait, published_plan)
+    plan = worker_process.prepare(plan, run_dir=run_storage.run_dir)
+    # The storage as this machine reaches it (the chief may have used another host name for the same database).
+    plan = _with_storage(plan, run_storage)
+    # Seeds differ per machine and process, so machines joining at once do not draw the same configurations.
+    first_index = 1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 100_000
+    print(f"hyperbrace worker: joined study {args.study!r} on {run_storage.description} "
+          f"({plan.max_evals} trials in all); logs in {run_storage.logs_dir}", file=sys.stderr)
+    try:
+        if gpus or args.n_jobs > 1:
+            plan.n_jobs = len(gpus) if gpus else args.n_jobs
+            run_workers(plan, None, gpus=gpus, first_index=first_index)
+            status = 0
+        else:
+            status = worker_process.run_plan(plan, first_index, on_outcome=_print_outcome)
+    except (TemplateError, TrialFailedError, WorkerError) as exc:
+        print(f"hyperbrace worker: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if status == worker_process.EXIT_INTERRUPTED:
+        raise KeyboardInterrupt
+    print("hyperbrace worker: the search's budget is used up", file=sys.stderr)
+    return status
+
+
+def _with_storage(plan, run_storage):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    return dataclasses.replace(plan, storage=dataclasses.replace(run_storage, retries=plan.storage.retries))
+
+
+def _gpu_list(text: str | None, visible_gpus) -> list[str]:  # type: ignore[no-untyped-def]
+    if not text:
+        return []
+    if text == "all":
+        found = visible_gpus()
+        if not found:
+            raise _UsageError("--gpus all: this machine shows no GPU (CUDA_VISIBLE_DEVICES, nvidia-smi -L)")
+        return found
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _wait_for_plan(run_storage, study_name: str, wait: float, published_plan):  # type: ignore[no-untyped-def]
+    """The plan the chief published in the study, waiting up to ``wait`` seconds for the chief to start."""
+    deadline = time.monotonic() + wait
+    storage = run_storage.open()
+    announced = False
+    while True:
+        try:
+            study = optuna.load_study(study_name=study_name, storage=storage)
+            plan = published_plan(study)
+            if plan is not None:
+                return plan
+            problem = (f"study {study_name!r} has no published search: start it with hyperbrace "
+                       "(minimize(storage=URL, study_name=...)), which stores it there")
+        except KeyError:
+            names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+            problem = f"there is no study {study_name!r} in {run_storage.description} (studies: {names or 'none'})"
+        if time.monotonic() >= deadline:
+            raise _UsageError(problem)
+        if not announced:
+            print(f"hyperbrace worker: waiting up to {wait:g} s: {problem}", file=sys.stderr)
+            announced = True
+        time.sleep(2.0)
+
+
+def _print_outcome(outcome) -> None:  # type: ignore[no-untyped-def]
+    loss = "" if outcome.loss is None else f" loss {outcome.loss:.6g}"
+    print(f"trial {outcome.number}: {outcome.state.name.lower()}{loss} ({outcome.duration:.1f} s)", file=sys.stderr)
+
+
+# -- show -----------------------------------------------------------------------------------------------------------
+def _show(args: argparse.Namespace) -> int:
+    from hyperbrace.result import SearchResult
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if (args.run_dir is None) == (args.storage is None):
+        raise _UsageError("give a run directory, or --storage URL (and --study NAME), not both")
+    if args.storage is not None:
+        if "://" not in args.storage:
+            raise _UsageError(f"--storage takes a database URL, got {args.storage!r}; a run directory goes alone")
+        from hyperbrace.storage import _quiet_experimental
+
+        with _quiet_experimental():
+            storage = optuna.storages.RDBStorage(args.storage)
+        directory = Path("hyperbrace-runs") / (args.study or "")
+    else:
+        path = Path(args.run_dir)
+        journal = path if path.is_file() else path / "study.journal"
+        if not journal.is_file():
+            raise _UsageError(f"{path} is not a run directory: it has no study.journal")
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+        directory = journal.parent
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    name = args.study
+    if name is None:
+        if len(names) != 1:
+            raise _UsageError(f"the storage holds {len(names)} studies; pick one with --study: {', '.join(names)}")
+        name = names[0]
+    elif name not in names:
+        raise _UsageError(f"there is no study {name!r}; the storage holds: {', '.join(names) or 'none'}")
+    study = optuna.load_study(study_name=name, storage=storage)
+    print(SearchResult(study, directory).summary(top=args.top))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
