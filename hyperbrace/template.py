@@ -33,10 +33,11 @@ import copy
 import functools
 import inspect
 import linecache
+import re
 import sys
 import textwrap
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -361,12 +362,19 @@ class _Rewriter(ast.NodeTransformer):
 class _Runtime:
     """What ``__hyperbrace__`` is inside a rewritten function."""
 
-    distributions = types.SimpleNamespace(**space.DISTRIBUTIONS)
     lazy = LazyOption
 
-    def __init__(self, sites: Sequence[TemplateSite], function: str) -> None:
+    def __init__(
+        self,
+        sites: Sequence[TemplateSite],
+        function: str,
+        distributions: Mapping[str, Callable[..., Distribution]] | None = None,
+    ) -> None:
         self.sites = sites
         self.function = function
+        # ``{{loguniform(-10, 0)}}`` calls ``__hyperbrace__.distributions.loguniform``: from the table the model
+        # was compiled with (the native meanings, or the Hyperas layer's hyperopt meanings).
+        self.distributions = types.SimpleNamespace(**(distributions or space.DISTRIBUTIONS))
 
     def sample(self, index: int, make_distribution: Callable[[], Distribution], make_name=None) -> Any:
         site = self.sites[index]
@@ -413,9 +421,12 @@ class CompiledModel:
     filename: str
     _module: ast.Module = field(repr=False)
     _globals_overlay: dict[str, Any] | None = field(default=None, repr=False)
+    _distributions: dict[str, Callable[..., Distribution]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.function = _build(self.original, self._module, self.filename, self.sites, self._globals_overlay)
+        self.function = _build(
+            self.original, self._module, self.filename, self.sites, self._globals_overlay, self._distributions
+        )
 
     @property
     def name(self) -> str:
@@ -446,6 +457,7 @@ def _build(
     filename: str,
     sites: Sequence[TemplateSite],
     overlay: dict[str, Any] | None,
+    distributions: Mapping[str, Callable[..., Distribution]] | None = None,
 ) -> Callable[..., Any]:
     bound_to = original.__self__ if isinstance(original, types.MethodType) else None
     original = original.__func__ if isinstance(original, types.MethodType) else original
@@ -453,7 +465,7 @@ def _build(
     factory = next(c for c in code.co_consts if isinstance(c, types.CodeType) and c.co_name == _FACTORY)
     inner = next(c for c in factory.co_consts if isinstance(c, types.CodeType) and c.co_name == original.__name__)
     cells = dict(zip(original.__code__.co_freevars, original.__closure__ or ()))
-    cells[_RUNTIME] = types.CellType(_Runtime(sites, original.__name__))
+    cells[_RUNTIME] = types.CellType(_Runtime(sites, original.__name__, distributions))
     closure = tuple(cells[name] if name in cells else types.CellType() for name in inner.co_freevars)
     namespace = original.__globals__ if overlay is None else {**original.__globals__, **overlay}
     function = types.FunctionType(inner, namespace, original.__name__, original.__defaults__, closure or None)
@@ -471,11 +483,14 @@ def compile_model(
     *,
     naming: Naming = native_names,
     globals_overlay: dict[str, Any] | None = None,
+    distributions: Mapping[str, Callable[..., Distribution]] | None = None,
 ) -> CompiledModel:
     """Parse ``fn``'s templates and return the rewritten function with its template sites.
 
     ``naming`` maps the sites to parameter names (the Hyperas layer passes Hyperas' rule). ``globals_overlay``
-    adds names the function can see (the Hyperas layer passes ``data()``'s locals).
+    adds names the function can see (the Hyperas layer passes ``data()``'s locals). ``distributions`` is the table
+    of the distributions a template may call, by name (default :data:`hyperbrace.space.DISTRIBUTIONS`; the Hyperas
+    layer passes hyperopt's meanings).
 
     Raises :class:`TemplateError` for any template that cannot work (unknown distribution, wrong arguments,
     impossible literal bounds), naming the file, the line and the template.
@@ -487,6 +502,7 @@ def compile_model(
     function = fn.__func__ if isinstance(fn, types.MethodType) else fn
     if not isinstance(function, types.FunctionType):
         raise TypeError(f"minimize() needs a model function defined with `def`, got {fn!r}")
+    table = dict(space.DISTRIBUTIONS if distributions is None else distributions)
     source, node, filename = _read_source(function)
     node = _strip_decorators(node)
 
@@ -498,19 +514,19 @@ def compile_model(
         (n for n in ast.walk(node) if _template_expr(n) is not None), key=lambda n: (n.lineno, n.col_offset)
     )
     template_set = set(template_nodes)
-    line_offsets = _line_offsets(source)
+    lines = _source_lines(source)
     sites: list[TemplateSite] = []
     for index, template in enumerate(template_nodes):
         text = ast.get_source_segment(source, template) or ast.unparse(template)
         expr = _template_expr(template)
         site = TemplateSite(
             index=index, text=text, distribution="", filename=filename, lineno=template.lineno,
-            col=template.col_offset, offset=line_offsets[template.lineno - 1] + template.col_offset,
+            col=template.col_offset, offset=_char_offset(lines, template.lineno, template.col_offset),
             context=_context_word(template, parents, template_set), function=fn.__name__,
         )
         dist_name = _called_name(expr.func) if isinstance(expr, ast.Call) else None
-        if dist_name not in space.DISTRIBUTIONS:
-            known = ", ".join(space.DISTRIBUTIONS)
+        if dist_name not in table:
+            known = ", ".join(table)
             what = f"unknown distribution {dist_name!r}" if dist_name else "a template must hold one distribution call"
             raise site.error(f"{what}; write e.g. {{{{uniform(0, 1)}}}} or {{{{choice([256, 512])}}}} (known: {known})")
         site.distribution = dist_name
@@ -522,7 +538,7 @@ def compile_model(
                 site.explicit_name = ast.get_source_segment(source, name_kw.value) or ast.unparse(name_kw.value)
                 site.dynamic_name = True
         checked = ast.Call(expr.func, expr.args, [k for k in expr.keywords if k.arg != "name"])
-        site.static_distribution = _check_statically(site, checked, space.DISTRIBUTIONS[dist_name])
+        site.static_distribution = _check_statically(site, checked, table[dist_name])
         sites.append(site)
 
     for site, name in zip(sites, naming(sites, source)):
@@ -530,7 +546,7 @@ def compile_model(
 
     rewritten = _Rewriter({t: s for t, s in zip(template_nodes, sites)}, source).visit(node)
     module = _factory_module(rewritten, function)
-    return CompiledModel(fn, sites, filename, module, globals_overlay)
+    return CompiledModel(fn, sites, filename, module, globals_overlay, None if distributions is None else table)
 
 
 def _strip_decorators(node: ast.FunctionDef) -> ast.FunctionDef:
@@ -540,13 +556,23 @@ def _strip_decorators(node: ast.FunctionDef) -> ast.FunctionDef:
     return node
 
 
-def _line_offsets(source: str) -> list[int]:
-    offsets, total = [], 0
-    for line in source.splitlines(keepends=True):
-        offsets.append(total)
-        total += len(line)
-    offsets.append(total)
-    return offsets
+def _source_lines(source: str) -> list[tuple[int, str]]:
+    """Each line's character offset in ``source`` and its text, split where :mod:`ast` counts lines.
+
+    (``str.splitlines`` also splits at form feeds and other separators that Python does not count as line ends.)
+    """
+    lines, start = [], 0
+    for match in re.finditer(r"\r\n|\r|\n", source):
+        lines.append((start, source[start:match.start()]))
+        start = match.end()
+    lines.append((start, source[start:]))
+    return lines
+
+
+def _char_offset(lines: list[tuple[int, str]], lineno: int, col_offset: int) -> int:
+    """The character offset in the source of an ast position (whose column counts UTF-8 bytes, not characters)."""
+    start, text = lines[lineno - 1]
+    return start + len(text.encode("utf-8")[:col_offset].decode("utf-8", errors="ignore"))
 
 
 def _factory_module(function_def: ast.FunctionDef, fn: types.FunctionType) -> ast.Module:
