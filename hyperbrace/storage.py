@@ -19,11 +19,13 @@ share a PostgreSQL study); models and logs still go to the run directory.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import optuna
@@ -101,8 +103,21 @@ class RunStorage:
                 failed_trial_callback=functools.partial(_requeue, max_retry=self.retries) if self.retries else None,
             )
             kwargs["engine_kwargs"] = {"pool_pre_ping": True}
-        with _quiet_experimental():
+        with _quiet_experimental(), _schema_lock(self.url):
             return optuna.storages.RDBStorage(self.url, **kwargs)
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str) -> Iterator[None]:
+    """Machines that start at once on an empty PostgreSQL database would all create Optuna's tables and all but
+    one fail (duplicate ``alembic_version``): the first creates them while the others wait."""
+    if not url.startswith("postgresql"):
+        yield
+        return
+    from hyperbrace._pglock import advisory_lock
+
+    with advisory_lock(url, "hyperbrace:schema"):
+        yield
 
 
 def _requeue(study: optuna.Study, failed: optuna.trial.FrozenTrial, max_retry: int) -> None:
