@@ -247,14 +247,18 @@ def publish_plan(study: optuna.Study, plan: SearchPlan) -> bool:
         )
         return False
     text = base64.b64encode(blob).decode("ascii")
-    if study.system_attrs.get(PLAN_ATTR) != text:
+    if _system_attrs(study).get(PLAN_ATTR) != text:
         study._storage.set_study_system_attr(study._study_id, PLAN_ATTR, text)
     return True
 
 
+def _system_attrs(study: optuna.Study) -> dict[str, Any]:
+    return study._storage.get_study_system_attrs(study._study_id)  # Optuna 5 dropped Study.system_attrs
+
+
 def published_plan(study: optuna.Study) -> SearchPlan | None:
     """The plan a chief published in ``study`` (``None`` if none was). Unpickling it runs the chief's code."""
-    text = study.system_attrs.get(PLAN_ATTR)
+    text = _system_attrs(study).get(PLAN_ATTR)
     if text is None:
         return None
     return pickle.loads(base64.b64decode(text))
