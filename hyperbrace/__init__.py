@@ -16,9 +16,6 @@ give a ``data()`` function that runs once, and call :func:`minimize`::
 The search engine is Optuna: the study is an ordinary Optuna study (``result.study``).
 """
 
-# Importing the submodule hyperbrace.report (tables, progress; done by hyperbrace.result) binds the package
-# attribute "report" to that module, so the public function report() is imported after it, to win the name.
-import hyperbrace.report  # noqa: F401  (first, on purpose: see above)
 from hyperbrace._context import Pruned, current_trial, report, should_prune
 from hyperbrace.result import SearchResult
 from hyperbrace.run import evaluate, minimize

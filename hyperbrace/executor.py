@@ -55,7 +55,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hyperbrace.budget import counted_trials
-from hyperbrace.report import Progress
+from hyperbrace.display import Progress
 from hyperbrace.search import SearchPlan, TrialFailedError, call_data, reap_dead_trials
 from hyperbrace.template import TemplateError
 

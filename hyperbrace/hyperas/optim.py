@@ -55,7 +55,7 @@ from hyperbrace.hyperas._trials import (
 )
 from hyperbrace.hyperas.distributions import DISTRIBUTIONS
 from hyperbrace.hyperas.ensemble import VotingModel
-from hyperbrace.report import Progress
+from hyperbrace.display import Progress
 from hyperbrace.result import SearchResult
 from hyperbrace.search import SearchPlan
 from hyperbrace.space import Choice, Distribution

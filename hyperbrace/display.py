@@ -1,4 +1,4 @@
-"""Reports: the table of best trials printed after a search, and the progress bar shown during it."""
+"""What a search shows: the progress bar during it and the table of best trials after it."""
 
 from __future__ import annotations
 
