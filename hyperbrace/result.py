@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hyperbrace import integrations
-from hyperbrace.report import state_counts, trials_table
+from hyperbrace.display import state_counts, trials_table
 
 __all__ = ["SearchResult", "TrialRecord"]
 

@@ -14,7 +14,7 @@ import optuna
 
 from hyperbrace._context import TrialContext, active
 from hyperbrace.budget import counted_trials
-from hyperbrace.report import Progress
+from hyperbrace.display import Progress
 from hyperbrace.result import SearchResult
 from hyperbrace.samplers import grid_space
 from hyperbrace.search import SearchPlan, arguments_from, call_data, call_with_data
