@@ -376,3 +376,35 @@ def test_soft_voting_and_binary_outputs():
         VotingModel(models, voting="mean")
     with pytest.raises(ValueError, match="one weight per model"):
         VotingModel(models, weights=[1])
+
+
+# -- data(): locals through the profile hook ---------------------------------------------------------------------
+
+
+def test_data_locals_are_read_under_a_running_profiler():
+    import cProfile
+    import profile
+    import sys
+
+    from hyperbrace.hyperas._data import run_data
+
+    def make_data():
+        hidden = 41
+        return hidden + 1
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        run = run_data(make_data, None)
+        assert sys.getprofile() is profiler  # cProfile was paused, not removed
+    finally:
+        profiler.disable()
+    assert run.value == 42 and run.locals == {"hidden": 41}
+
+    python_profiler = profile.Profile()
+    sys.setprofile(python_profiler.dispatcher)
+    try:
+        assert run_data(make_data, None).locals == {"hidden": 41}
+        assert sys.getprofile() == python_profiler.dispatcher
+    finally:
+        sys.setprofile(None)

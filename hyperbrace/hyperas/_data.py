@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import sys
 import types
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,21 +46,36 @@ def run_data(data: Callable[..., Any] | None, data_args: Any) -> DataRun:
     if code is None:  # a callable object or a builtin: no Python frame to read locals from
         return DataRun(data(*args, **kwargs), {})
     captured: dict[str, Any] = {}
+    previous = sys.getprofile()
+    # A profile hook (not a trace hook), so that debuggers and coverage, which trace, keep working inside data().
+    # Python holds one profile hook per thread: a profiler written in Python is called on from ours; a C profiler
+    # (cProfile) is paused while data() runs.
+    chained = previous if callable(previous) else None
+    paused = previous if previous is not None and chained is None and hasattr(previous, "enable") else None
+    if previous is not None and chained is None and paused is None:
+        warnings.warn(
+            f"a profiler ({previous!r}) holds Python's profile hook, so data()'s local variables cannot be read; "
+            "the model sees only data()'s return value", stacklevel=3,
+        )
+        return DataRun(data(*args, **kwargs), {})
 
     def on_event(frame: types.FrameType, event: str, arg: Any) -> None:
         # The outermost call of data() returns last, so a recursive data() leaves its top frame's locals.
         if event == "return" and frame.f_code is code:
             captured.clear()
             captured.update(frame.f_locals)
+        if chained is not None:
+            chained(frame, event, arg)
 
-    # A profile hook (not a trace hook) so that debuggers and coverage, which trace, keep working inside data().
-    # A profiler already running is paused while data() runs: Python holds one profile hook per thread.
-    previous = sys.getprofile()
+    if paused is not None:
+        paused.disable()
     sys.setprofile(on_event)
     try:
         value = data(*args, **kwargs)
     finally:
-        sys.setprofile(previous)
+        sys.setprofile(chained)
+        if paused is not None:
+            paused.enable()
     return DataRun(value, captured)
 
 
