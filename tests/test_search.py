@@ -180,8 +180,9 @@ def test_timeout_stops_starting_trials(tmp_path):
         time.sleep(0.05)
         return {{uniform(0, 1)}}
 
-    result = search(slow, tmp_path, max_evals=10_000, timeout=0.5)
-    assert 1 <= len(result.trials) < 10_000
+    result = search(slow, tmp_path, max_evals=10_000, timeout=2)
+    assert len(result.trials) < 10_000  # 10,000 trials of 50 ms would take over 8 minutes
+    assert all(t.state == "COMPLETE" for t in result.trials)  # a trial that started is finished, not cut off
 
 
 # -- storage and resume --------------------------------------------------------------------------------------------
@@ -365,9 +366,12 @@ def test_only_the_top_k_models_are_kept(tmp_path):
     best = result.best_model
     assert isinstance(best, Fitted) and best.x == result.best_run["x"] and best.predict(2) == 2 * best.x
     assert result.load_model(ranked[1].number).x == ranked[1].params["x"]
-    dropped = next(t for t in ranked[2:] if t.number < ranked[1].number or t.number < ranked[0].number)
+    # A model saved while its trial was among the best two, then deleted when two better ones came.
+    top = {ranked[0].number, ranked[1].number}
+    dropped = [t.number for t in result.study.trials if "hb.model" in t.user_attrs and t.number not in top]
+    assert dropped, "with this seed, trials 0 and 1 are saved first and later beaten"
     with pytest.raises(FileNotFoundError, match="only the best keep_models models are kept"):
-        result.load_model(dropped.number)
+        result.load_model(dropped[0])
 
 
 def test_keep_models_zero_saves_none(tmp_path):

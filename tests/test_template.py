@@ -102,6 +102,21 @@ def assigned_names(obj, d):
     return lr, epochs, batch
 
 
+class Trainer:
+    def configure(self):
+        self.learning_rate = {{loguniform(1e-4, 1e-1)}}
+        self.config = {"epochs": {{choice([1, 2])}}}
+        self.config["batch_size"] = {{choice([32, 64])}}
+
+
+def test_self_attributes_and_their_keys_give_the_name():
+    assert names(Trainer.configure) == ["learning_rate", "epochs", "batch_size"]
+    trainer = Trainer()
+    _, context = run(Trainer.configure, trainer)
+    assert trainer.learning_rate == context.values["learning_rate"]
+    assert trainer.config == {"epochs": context.values["epochs"], "batch_size": context.values["batch_size"]}
+
+
 def dict_key_names():
     return {"optimizer": {{choice(["adam", "sgd"])}}, "nested": {"units": {{choice([1, 2])}}}}
 
