@@ -21,8 +21,9 @@ docs/hyperas.md for what behaves better and the differences that remain.
 
 from hyperbrace.hyperas import distributions, optim
 from hyperbrace.hyperas._algorithms import anneal, rand, tpe
-from hyperbrace.hyperas._trials import STATUS_FAIL, STATUS_OK, AllTrialsFailed, Trials
+from hyperbrace.hyperas._trials import AllTrialsFailed, Trials
 from hyperbrace.hyperas.ensemble import VotingModel
+from hyperbrace.trial import STATUS_FAIL, STATUS_OK
 
 __all__ = [
     "optim",

@@ -39,7 +39,7 @@ from typing import Any
 
 from hyperbrace.trial import STATUS_FAIL, STATUS_OK
 
-__all__ = ["Trials", "TrialRecord", "AllTrialsFailed", "record_trials", "best_trial_of", "STATUS_OK", "STATUS_FAIL"]
+__all__ = ["Trials", "TrialRecord", "AllTrialsFailed", "record_trials", "best_trial_of", "completed_by_loss", "utcnow"]
 
 JOB_STATE_DONE = 2  # hyperopt's state of a finished trial (successful or not)
 _CMD = ("domain_attachment", "FMinIter_Domain")
@@ -169,14 +169,21 @@ class Trials:
         return names
 
 
+def completed_by_loss(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trials with status ``"ok"`` and a finite loss, lowest loss first (the earlier trial first among equals)."""
+    completed = [t for t in trials if t["result"].get("status") == STATUS_OK and _finite(t["result"].get("loss"))]
+    return sorted(completed, key=lambda t: float(t["result"]["loss"]))
+
+
 def best_trial_of(trials: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    candidates = [t for t in trials if t["result"].get("status") == STATUS_OK and _finite(t["result"].get("loss"))]
-    if not candidates:
+    """The trial with the lowest finite loss among those with status ``"ok"``; raises if there is none."""
+    completed = completed_by_loss(trials)
+    if not completed:
         raise AllTrialsFailed(
             f"none of the {len(trials)} trials completed with a finite loss, so there is no best trial; each "
             "failed trial's result holds its 'error'"
         )
-    return min(candidates, key=lambda t: float(t["result"]["loss"]))
+    return completed[0]
 
 
 def _finite(loss: Any) -> bool:

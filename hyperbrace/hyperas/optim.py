@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime
 import heapq
-import math
 import shutil
 import sys
 import tempfile
@@ -46,10 +45,10 @@ from hyperbrace.hyperas._algorithms import engine_algorithm
 from hyperbrace.hyperas._data import model_arguments, run_data, with_data_globals
 from hyperbrace.hyperas._naming import hyperas_names
 from hyperbrace.hyperas._trials import (
-    STATUS_FAIL,
     Trials,
     TrialRecord,
     best_trial_of,
+    completed_by_loss,
     record_trials,
     utcnow,
 )
@@ -61,7 +60,7 @@ from hyperbrace.search import SearchPlan
 from hyperbrace.space import Choice, Distribution
 from hyperbrace.storage import RunStorage, default_study_name
 from hyperbrace.template import CompiledModel, compile_model
-from hyperbrace.trial import TrialOutcome, TrialSettings
+from hyperbrace.trial import STATUS_FAIL, STATUS_OK, TrialOutcome, TrialSettings
 
 __all__ = ["minimize", "best_models", "best_ensemble"]
 
@@ -149,7 +148,7 @@ def best_models(
         raise ValueError(f"nb_models must be a positive integer, got {nb_models!r}")
     search = _search(model, data, algo, max_evals, trials, functions, rseed, verbose, data_args, keep_temp,
                      directory, models_in_memory=nb_models)
-    with_models = [t for t in _completed_by_loss(search.trials.trials) if t["result"].get("model") is not None]
+    with_models = [t for t in completed_by_loss(search.trials.trials) if t["result"].get("model") is not None]
     return [t["result"]["model"] for t in with_models[:nb_models]]
 
 
@@ -233,7 +232,7 @@ class _Recorder:
         result = dict(returned) if isinstance(returned, dict) else {}
         if outcome.state == optuna.trial.TrialState.COMPLETE:
             if not isinstance(returned, dict):
-                result = {"loss": outcome.loss, "status": "ok"}
+                result = {"loss": outcome.loss, "status": STATUS_OK}
             self._keep_model(outcome.loss, outcome.number, result)
         else:
             result.pop("model", None)
@@ -357,19 +356,6 @@ def _checked_trials(trials: Any) -> Any:
         f"trials must be hyperbrace.hyperas.Trials() or hyperopt.Trials(), got {trials!r}; e.g. "
         "`from hyperbrace.hyperas import Trials` and pass trials=Trials()"
     )
-
-
-def _completed_by_loss(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    ok = []
-    for trial in trials:
-        loss = trial["result"].get("loss")
-        try:
-            finite = trial["result"].get("status") == "ok" and math.isfinite(float(loss))
-        except (TypeError, ValueError):
-            finite = False
-        if finite:
-            ok.append(trial)
-    return sorted(ok, key=lambda t: float(t["result"]["loss"]))
 
 
 def _best_run(best: dict[str, Any], eval_space: bool) -> dict[str, Any]:
