@@ -2,9 +2,9 @@
 
 Hyperas pasted ``data()``'s body at the top level of a generated module, so every local variable of ``data()``
 (``nb_classes``, ``max_features``, a tokenizer...) was a global of the model function, whatever the model's
-parameters were called. hyperbrace runs ``data()`` as the function it is and records its frame's locals as it
-returns; the model is compiled with them as extra globals, and the functions given in ``functions=`` are rebuilt
-to see them too.
+parameters were called. hyperbrace runs ``data()`` as the function it is, keeping hold of its frame, and reads
+the frame's local variables once it has returned; the model is compiled with them as extra globals, and the
+functions given in ``functions=`` are rebuilt to see them too.
 
 >>> def data():
 ...     nb_classes = 3
@@ -45,27 +45,27 @@ def run_data(data: Callable[..., Any] | None, data_args: Any) -> DataRun:
     code = getattr(inspect.unwrap(data), "__code__", None)
     if code is None:  # a callable object or a builtin: no Python frame to read locals from
         return DataRun(data(*args, **kwargs), {})
-    captured: dict[str, Any] = {}
     previous = sys.getprofile()
-    # A profile hook (not a trace hook), so that debuggers and coverage, which trace, keep working inside data().
-    # Python holds one profile hook per thread: a profiler written in Python is called on from ours; a C profiler
-    # (cProfile) is paused while data() runs.
+    # data()'s frame is taken as data() starts, through the profile hook, which is then handed back at once: data()
+    # runs at full speed, and its frame object keeps the final locals after it returns. A profile hook (not a trace
+    # hook) so that debuggers and coverage, which trace, are not disturbed. Python holds one profile hook per
+    # thread: a profiler written in Python gets every event passed on; a C profiler (cProfile) pauses meanwhile.
     chained = previous if callable(previous) else None
     paused = previous if previous is not None and chained is None and hasattr(previous, "enable") else None
     if previous is not None and chained is None and paused is None:
         warnings.warn(
             f"a profiler ({previous!r}) holds Python's profile hook, so data()'s local variables cannot be read; "
-            "the model sees only data()'s return value", stacklevel=3,
+            "the model sees only data()'s return value", stacklevel=2,
         )
         return DataRun(data(*args, **kwargs), {})
+    frames: list[types.FrameType] = []
 
     def on_event(frame: types.FrameType, event: str, arg: Any) -> None:
-        # The outermost call of data() returns last, so a recursive data() leaves its top frame's locals.
-        if event == "return" and frame.f_code is code:
-            captured.clear()
-            captured.update(frame.f_locals)
         if chained is not None:
             chained(frame, event, arg)
+        if event == "call" and frame.f_code is code:  # the first call is the outermost, should data() recurse
+            frames.append(frame)
+            sys.setprofile(chained)
 
     if paused is not None:
         paused.disable()
@@ -76,6 +76,8 @@ def run_data(data: Callable[..., Any] | None, data_args: Any) -> DataRun:
         sys.setprofile(chained)
         if paused is not None:
             paused.enable()
+    captured = dict(frames[0].f_locals) if frames else {}
+    frames.clear()
     return DataRun(value, captured)
 
 
