@@ -408,3 +408,22 @@ def test_data_locals_are_read_under_a_running_profiler():
         assert sys.getprofile() == python_profiler.dispatcher
     finally:
         sys.setprofile(None)
+
+
+# -- what Hyperas' text copying broke ---------------------------------------------------------------------------------
+
+import json as serialized, math as maths  # noqa: E401,E402 (`import a as b, c as d`: Hyperas mangled it)
+
+
+def model_with_aliases_and_an_inner_function():
+    def scaled(value):
+        return maths.sqrt(value) * {{uniform(1, 2)}}  # a template inside an inner function
+
+    return float(serialized.loads(serialized.dumps(scaled(4.0))))
+
+
+def test_aliased_imports_and_inner_functions():
+    trials = Trials()
+    best_run, _ = optim.minimize(model_with_aliases_and_an_inner_function, None, tpe.suggest, 2, trials, **QUIET)
+    assert list(best_run) == ['uniform']  # no word before the template: named after its distribution
+    assert all(2 <= loss <= 4 for loss in trials.losses())
