@@ -427,3 +427,12 @@ def test_aliased_imports_and_inner_functions():
     best_run, _ = optim.minimize(model_with_aliases_and_an_inner_function, None, tpe.suggest, 2, trials, **QUIET)
     assert list(best_run) == ['uniform']  # no word before the template: named after its distribution
     assert all(2 <= loss <= 4 for loss in trials.losses())
+
+
+def test_return_space_holds_templates_no_trial_of_the_call_reached_as_written():
+    trials = Trials()
+    optim.minimize(conditional_model, None, rand.suggest, 8, trials, **QUIET)
+    # the trials already hold max_evals trials: this call runs none, and answers from them
+    best_run, _, space = optim.minimize(conditional_model, None, rand.suggest, 8, trials, return_space=True, **QUIET)
+    assert best_run == trials.argmin
+    assert list(space) == ['branch', 'extra'] and repr(space['extra']) == 'uniform(0, 1)'

@@ -99,7 +99,8 @@ def minimize(
         notebook_name: ignored; notebooks, IPython and Colab work without it.
         verbose: show the progress bar, each trial's output and the table of the best trials.
         eval_space: ``best_run`` with the values (an object option's source text) instead of ``choice`` indices.
-        return_space: also return the space: parameter name -> the distribution it was drawn from.
+        return_space: also return the space: parameter name -> the distribution it was drawn from (for a template
+            no trial reached, the distribution as written).
         keep_temp: keep the run directory (journal, logs, best models) and print its path.
         data_args: arguments for ``data``.
         directory: put the run directory under this folder (and keep it) instead of a temporary one.
@@ -294,7 +295,7 @@ def _search(
     remaining = max_evals - len(trials)
     recorder = _Recorder(models_in_memory)
     if remaining <= 0:
-        return _Search(trials, recorder.space)
+        return _Search(trials, _space(compiled, recorder))
     base = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="hyperbrace-hyperas-"))
     storage = RunStorage.resolve(None, base, _fresh_study_name(compiled, base))
     keep_dir = keep_temp or directory is not None
@@ -326,7 +327,20 @@ def _search(
             print(f"hyperbrace: the run directory is kept at {storage.run_dir}", file=sys.stderr)
         else:
             shutil.rmtree(base, ignore_errors=True)
-    return _Search(trials, recorder.space)
+    return _Search(trials, _space(compiled, recorder))
+
+
+def _space(compiled: CompiledModel, recorder: _Recorder) -> dict[str, Distribution]:
+    """Each parameter's distribution, in source order: as built in the trials (the options a choice really had),
+    else as written, for a template no trial reached whose arguments are literals."""
+    space: dict[str, Distribution] = {}
+    for site in compiled.sites:
+        distribution = recorder.space.get(site.name, site.static_distribution)
+        if distribution is not None and not site.dynamic_name:
+            space.setdefault(site.name, distribution)
+    for name, distribution in recorder.space.items():  # names computed in the trial (name=f"...")
+        space.setdefault(name, distribution)
+    return space
 
 
 def _open_study_quietly(plan: SearchPlan) -> optuna.Study:
