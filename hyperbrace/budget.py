@@ -25,7 +25,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-__all__ = ["counted_trials", "budget_lock"]
+__all__ = ["counted_trials", "count_used", "budget_lock"]
 
 _thread_lock = threading.Lock()
 
@@ -41,7 +41,11 @@ def _retried_numbers(trials: list[optuna.trial.FrozenTrial]) -> set[int]:
 
 def counted_trials(study: optuna.Study) -> int:
     """How many of ``max_evals`` the study has used (see the module's docstring)."""
-    trials = study.get_trials(deepcopy=False)
+    return count_used(study.get_trials(deepcopy=False))
+
+
+def count_used(trials: list[optuna.trial.FrozenTrial]) -> int:
+    """:func:`counted_trials` for trials already fetched (one read of a database study serves several counts)."""
     retried = _retried_numbers(trials)
     return sum(1 for t in trials if not (t.state == TrialState.FAIL and t.number in retried))
 

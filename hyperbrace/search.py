@@ -18,7 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from hyperbrace.budget import budget_lock, counted_trials
+from hyperbrace.budget import budget_lock, count_used
 from hyperbrace.samplers import make_pruner, make_sampler
 from hyperbrace.storage import RunStorage
 from hyperbrace.template import CompiledModel
@@ -100,11 +100,16 @@ class SearchPlan:
         while self.deadline is None or time.time() < self.deadline:
             reap_dead_trials(study)
             with budget_lock(lock_path, self.storage.url):
+                # One read of the study while the lock is held (every other worker waits for it).
+                trials = study.get_trials(deepcopy=False)
                 # A trial queued again (its worker died) is counted already but still has to run: ask() takes it.
-                queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-                if counted_trials(study) >= self.max_evals and not queued:
+                queued = any(t.state == TrialState.WAITING for t in trials)
+                if count_used(trials) >= self.max_evals and not queued:
                     break
-                trial = study.ask()
+                with warnings.catch_warnings():
+                    # Optuna warns when a heartbeat storage is used outside Study.optimize; _heartbeat beats here.
+                    warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
+                    trial = study.ask()
             with _heartbeat(study, trial):
                 outcome = execute(study, trial, self.model, self.call_model, self.settings)
             outcomes.append(outcome)

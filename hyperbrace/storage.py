@@ -23,6 +23,7 @@ import contextlib
 import functools
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Iterator
@@ -104,7 +105,22 @@ class RunStorage:
             )
             kwargs["engine_kwargs"] = {"pool_pre_ping": True}
         with _quiet_experimental(), _schema_lock(self.url):
-            return optuna.storages.RDBStorage(self.url, **kwargs)
+            return _open_rdb(self.url, kwargs)
+
+
+def _open_rdb(url: str, kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    """Open a database storage. Processes that open a new SQLite file at once race to create Optuna's tables
+    ("table ... already exists"); the loser finds them made on a second try."""
+    import sqlalchemy.exc
+
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
+            if attempt == 4 or not url.startswith("sqlite"):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 @contextlib.contextmanager
