@@ -54,7 +54,7 @@ import cloudpickle
 import optuna
 from optuna.trial import TrialState
 
-from hyperbrace.budget import counted_trials
+from hyperbrace.budget import count_used
 from hyperbrace.display import Progress
 from hyperbrace.search import SearchPlan, TrialFailedError, call_data, reap_dead_trials
 from hyperbrace.template import TemplateError
@@ -356,14 +356,16 @@ def _reported_error(worker: _Worker) -> BaseException | None:
 def _work_remains(study: optuna.Study, plan: SearchPlan) -> bool:
     if plan.deadline is not None and time.time() >= plan.deadline:
         return False
-    if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        return True
-    return counted_trials(study) < plan.max_evals
+    trials = study.get_trials(deepcopy=False)
+    return any(t.state == TrialState.WAITING for t in trials) or count_used(trials) < plan.max_evals
 
 
-def _best(study: optuna.Study) -> float | None:
-    values = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    return min(values) if values else None
+def _show_progress(progress: Progress | None, study: optuna.Study) -> None:
+    if progress is None:
+        return
+    trials = study.get_trials(deepcopy=False)  # one read per poll: on a database every read is a query
+    values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    progress.advance(count_used(trials), min(values) if values else None)
 
 
 def run_workers(
@@ -402,8 +404,7 @@ def run_workers(
                 pool.start(slot)
             while True:
                 time.sleep(POLL_INTERVAL_S)
-                if progress is not None:
-                    progress.advance(counted_trials(study), _best(study))
+                _show_progress(progress, study)
                 for worker in list(pool.workers):
                     status = worker.process.poll()
                     if status is None or status == 0 or getattr(worker, "handled", False):
@@ -439,8 +440,7 @@ def run_workers(
             raise
         finally:
             reap_dead_trials(study)
-            if progress is not None:
-                progress.advance(counted_trials(study), _best(study))
+            _show_progress(progress, study)
     finally:
         shutil.rmtree(session, ignore_errors=True)
         try:
