@@ -132,8 +132,10 @@ def machine() -> str:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (f"{cores} CPU cores ({cpu}), Linux {platform.release()}, Python {platform.python_version()}, "
-            f"Optuna {optuna.__version__}")
+            f"Optuna {optuna.__version__}; load average when it started: {load} (the machine is shared, so "
+            "other work competed for the cores)")
 
 
 def main() -> None:

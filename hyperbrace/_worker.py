@@ -29,7 +29,7 @@ EXIT_REPORTED_ERROR = 3
 EXIT_INTERRUPTED = 130
 
 
-def _interrupt_on_sigterm() -> None:
+def interrupt_on_sigterm() -> None:
     """SIGTERM (Slurm's scancel, Kubernetes evicting a pod) ends the worker as Ctrl-C does: its running trial is
     failed and queued again at once, instead of waiting for the heartbeat to expire."""
 
@@ -115,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--error-file")
     parser.add_argument("--parent-pid", type=int)
     args = parser.parse_args(argv)
-    _interrupt_on_sigterm()
+    # The parent stops workers with SIGINT. A search started in the background of a shell (`python search.py &`)
+    # passes SIGINT down as ignored, and Python then never raises KeyboardInterrupt: handle it explicitly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupt_on_sigterm()
     if args.parent_pid:
         _exit_with_parent(args.parent_pid)
     try:

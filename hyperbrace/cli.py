@@ -113,6 +113,8 @@ def _worker(args: argparse.Namespace) -> int:
     from hyperbrace.template import TemplateError
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # SIGTERM (scancel, a pod's eviction) stops this worker as Ctrl-C does: running trials are queued again at once.
+    worker_process.interrupt_on_sigterm()
     if "://" not in args.storage:
         raise _UsageError(f"--storage takes a database URL (postgresql://...), got {args.storage!r}")
     if args.n_jobs < 1:

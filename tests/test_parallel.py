@@ -255,6 +255,25 @@ def test_ctrl_c_stops_the_workers_cleanly_and_running_again_resumes(tmp_path):
     assert {t.number for t in interrupted} <= retried  # the interrupted configurations ran again
 
 
+def test_workers_of_a_killed_search_close_their_trials_and_exit(tmp_path):
+    (tmp_path / "search.py").write_text(SCRIPT)
+    run_dir = tmp_path / "runs" / "search.model"
+    process = subprocess.Popen([sys.executable, "search.py"], cwd=tmp_path, env=_env(PAUSE="30"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(run_dir.glob("logs/trial-*.log"))) < 2:
+        time.sleep(0.1)
+    process.kill()  # SIGKILL: the parent gets no chance to stop its workers
+    process.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        states = [t.state for t in _study(run_dir, "search.model").trials]
+        if TrialState.RUNNING not in states:
+            break
+        time.sleep(0.2)
+    assert sorted(s.name for s in states) == ["FAIL", "FAIL", "WAITING", "WAITING"]  # closed and queued again
+
+
 # -- notebooks ------------------------------------------------------------------------------------------------------
 def _kernelspec(root: Path) -> str:
     """A kernelspec for this interpreter in ``root`` (pointed to by JUPYTER_PATH), so the test needs no set-up."""
