@@ -273,6 +273,7 @@ class _Worker:
     log_path: Path
     error_path: Path
     gpu: str | None
+    handled: bool = False  #: its exit was dealt with (replaced, or nothing left to do)
 
     def tail(self, lines: int = 25) -> str:
         try:
@@ -385,6 +386,9 @@ def run_workers(
     n_workers = len(gpus) if gpus else max(1, plan.n_jobs)
     storage = plan.storage.open()
     study = optuna.load_study(study_name=plan.study_name, storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    remaining = plan.max_evals - count_used(trials) + sum(t.state == TrialState.WAITING for t in trials)
+    n_workers = max(1, min(n_workers, remaining))  # no process started for nothing (8 workers, 3 trials left)
     session = plan.storage.run_dir / ".workers" / f"{os.getpid()}-{time.time_ns()}"
     session.mkdir(parents=True)
     # Dead workers are replaced, but a worker that dies at once every time (a crashing extension, too little
@@ -407,9 +411,9 @@ def run_workers(
                 _show_progress(progress, study)
                 for worker in list(pool.workers):
                     status = worker.process.poll()
-                    if status is None or status == 0 or getattr(worker, "handled", False):
+                    if status is None or status == 0 or worker.handled:
                         continue
-                    worker.handled = True  # type: ignore[attr-defined]
+                    worker.handled = True
                     error = _reported_error(worker)
                     if error is not None:
                         pool.stop()
