@@ -17,15 +17,22 @@ Example (the second machine of a two-machine search)::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import socket
 import sys
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
+
+if TYPE_CHECKING:
+    from hyperbrace.search import SearchPlan
+    from hyperbrace.storage import RunStorage
+    from hyperbrace.trial import TrialOutcome
 
 __all__ = ["main"]
 
@@ -148,13 +155,11 @@ def _worker(args: argparse.Namespace) -> int:
     return status
 
 
-def _with_storage(plan, run_storage):  # type: ignore[no-untyped-def]
-    import dataclasses
-
+def _with_storage(plan: SearchPlan, run_storage: RunStorage) -> SearchPlan:
     return dataclasses.replace(plan, storage=dataclasses.replace(run_storage, retries=plan.storage.retries))
 
 
-def _gpu_list(text: str | None, visible_gpus) -> list[str]:  # type: ignore[no-untyped-def]
+def _gpu_list(text: str | None, visible_gpus: Callable[[], list[str]]) -> list[str]:
     if not text:
         return []
     if text == "all":
@@ -165,7 +170,9 @@ def _gpu_list(text: str | None, visible_gpus) -> list[str]:  # type: ignore[no-u
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _wait_for_plan(run_storage, study_name: str, wait: float, published_plan):  # type: ignore[no-untyped-def]
+def _wait_for_plan(
+    run_storage: RunStorage, study_name: str, wait: float, published_plan: Callable[[optuna.Study], SearchPlan | None]
+) -> SearchPlan:
     """The plan the chief published in the study, waiting up to ``wait`` seconds for the chief to start."""
     deadline = time.monotonic() + wait
     storage = run_storage.open()
@@ -189,7 +196,7 @@ def _wait_for_plan(run_storage, study_name: str, wait: float, published_plan):  
         time.sleep(2.0)
 
 
-def _print_outcome(outcome) -> None:  # type: ignore[no-untyped-def]
+def _print_outcome(outcome: TrialOutcome) -> None:
     loss = "" if outcome.loss is None else f" loss {outcome.loss:.6g}"
     print(f"trial {outcome.number}: {outcome.state.name.lower()}{loss} ({outcome.duration:.1f} s)", file=sys.stderr)
 
