@@ -398,10 +398,7 @@ class _Runtime:
         if name in context.sampled:
             previous, raw, previous_site = context.sampled[name]
             if not previous.same_as(distribution):
-                raise site.error(
-                    f"the name {name!r} is also used by {previous_site.text} (line {previous_site.lineno}) with a "
-                    f"different distribution ({previous!r} vs {distribution!r}); give one of them another name="
-                )
+                raise site.error(_name_clash(name, previous_site, previous, distribution))
         else:
             try:
                 raw = context.suggest_raw(name, distribution)
@@ -543,10 +540,35 @@ def compile_model(
 
     for site, name in zip(sites, naming(sites, source)):
         site.name = name
+    _check_explicit_names(sites)
 
     rewritten = _Rewriter({t: s for t, s in zip(template_nodes, sites)}, source).visit(node)
     module = _factory_module(rewritten, function)
     return CompiledModel(fn, sites, filename, module, globals_overlay, None if distributions is None else table)
+
+
+def _check_explicit_names(sites: Sequence[TemplateSite]) -> None:
+    """Templates that share a literal ``name=`` share one value, so they must describe the same distribution.
+
+    Checked here, before any trial, where both distributions are known from the text (a clash in a branch that
+    rarely runs would otherwise surface only deep into a search); the rest are checked when they are sampled.
+    """
+    first: dict[str, TemplateSite] = {}
+    for site in sites:
+        if site.explicit_name is None or site.dynamic_name or site.static_distribution is None:
+            continue
+        previous = first.setdefault(site.explicit_name, site)
+        if previous is not site and not previous.static_distribution.same_as(site.static_distribution):
+            raise site.error(
+                _name_clash(site.explicit_name, previous, previous.static_distribution, site.static_distribution)
+            )
+
+
+def _name_clash(name: str, previous_site: TemplateSite, previous: Distribution, distribution: Distribution) -> str:
+    return (
+        f"the name {name!r} is also used by {previous_site.text} (line {previous_site.lineno}) with a different "
+        f"distribution ({previous!r} vs {distribution!r}); give one of them another name="
+    )
 
 
 def _strip_decorators(node: ast.FunctionDef) -> ast.FunctionDef:
