@@ -144,18 +144,46 @@ def test_bounds_known_only_at_run_time_are_checked_at_the_first_trial(tmp_path):
     assert trial.state == optuna.trial.TrialState.FAIL
 
 
-def duplicate_names_with_different_distributions():
-    return {{uniform(0, 1, name="rate")}} + {{choice([1, 2], name="rate")}}
+def duplicate_names_with_different_distributions(rarely=False):
+    rate = {{uniform(0, 1, name="rate")}}
+    if rarely:  # the clash is found before any trial, even in a branch that a search may seldom take
+        rate = {{choice([1, 2], name="rate")}}
+    return rate
 
 
-def test_duplicate_explicit_names_with_different_distributions(tmp_path):
+def test_duplicate_explicit_names_with_different_distributions_are_found_before_any_trial():
     fn = duplicate_names_with_different_distributions
+    with pytest.raises(TemplateError) as info:
+        compile_model(fn)
+    message = str(info.value)
+    assert f'File "{__file__}", line {body_line(fn) + 2}' in message
+    assert '{{choice([1, 2], name="rate")}}' in message
+    assert f"the name 'rate' is also used by {{{{uniform(0, 1, name=\"rate\")}}}} (line {body_line(fn)})" in message
+    assert "different distribution (uniform(0, 1) vs choice([1, 2]))" in message
+
+
+def same_names_with_same_distributions():
+    return {{choice([1, 2], name="width")}} * {{choice([1, 2], name="width")}}
+
+
+def test_duplicate_explicit_names_with_the_same_distribution_share_a_value():
+    assert [site.name for site in compile_model(same_names_with_same_distributions).sites] == ["width", "width"]
+
+
+UPPER = 5
+
+
+def duplicate_names_known_at_run_time():
+    return {{uniform(0, 1, name="rate")}} + {{uniform(0, UPPER, name="rate")}}
+
+
+def test_duplicate_names_with_bounds_known_at_run_time_fail_at_the_first_trial(tmp_path):
+    fn = duplicate_names_known_at_run_time
     with pytest.raises(TemplateError) as info:
         search(fn, tmp_path)
     message = str(info.value)
-    assert f'File "{__file__}", line {body_line(fn)}' in message
-    assert '{{choice([1, 2], name="rate")}}' in message and '{{uniform(0, 1, name="rate")}}' in message
-    assert "the name 'rate' is also used by" in message and "different distribution" in message
+    assert f'File "{__file__}", line {body_line(fn)}' in message and '{{uniform(0, UPPER, name="rate")}}' in message
+    assert "different distribution (uniform(0, 1) vs uniform(0, 5))" in message
 
 
 def computed_name_is_not_a_string():
