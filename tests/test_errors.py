@@ -47,7 +47,7 @@ def trials(tmp_path, fn) -> list[optuna.trial.FrozenTrial]:
 
 
 def unknown_distribution():
-    return {{gaussian(0, 1)}}  # noqa: F821
+    return {{gaussian(0, 1)}}
 
 
 def not_a_call():

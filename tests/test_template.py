@@ -15,7 +15,6 @@ import cloudpickle
 import optuna
 import pytest
 
-from hyperbrace import choice, uniform  # noqa: F401  (templates may name the distributions; they need not)
 from hyperbrace._context import TrialContext, active
 from hyperbrace.template import TemplateError, compile_model
 
