@@ -304,6 +304,30 @@ def test_choice_of_layer_objects_gives_fresh_objects_each_trial():
     assert context.values == {"add": "Dense(8)"}  # ...and reported by their source text
 
 
+def weighted_layers(model):
+    model.add({{pchoice([(0.9, Dense({{choice([4, 8])}})), (0.1, Activation("linear"))])}})
+    return model.layers[-1]
+
+
+def test_pchoice_of_objects_builds_only_the_chosen_option():
+    assert names(weighted_layers) == ["add", "Dense"]
+    layer, context = run(weighted_layers, Model(), params={"add": 0.5})
+    assert isinstance(layer, Dense) and layer.value == context.values["Dense"]
+    assert context.values["add"] == 'Dense({{choice([4, 8])}})'
+    layer, context = run(weighted_layers, Model(), params={"add": 0.95})
+    assert isinstance(layer, Activation) and set(context.trial.params) == {"add"}
+
+
+def comprehension(model):
+    model.layers = [Dense({{choice([4, 8])}}) for _ in range(3)]
+    return [layer.value for layer in model.layers]
+
+
+def test_template_in_a_comprehension_is_one_parameter():
+    values, context = run(comprehension, Model())
+    assert values == [context.values["Dense"]] * 3
+
+
 def tuple_and_dict_choice():
     kernel = {{choice([(3, 3), (5, 5)])}}
     optimizer = {{choice([{"name": "adam", "lr": 1e-3}, {"name": "sgd", "lr": 1e-2}])}}
