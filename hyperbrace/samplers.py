@@ -43,9 +43,10 @@ def grid_space(sites: Sequence[TemplateSite]) -> dict[str, list[Any]]:
 class _AskTellGridSampler(optuna.samplers.GridSampler):
     """Optuna's grid sampler without its ``study.stop()`` once the grid is used up.
 
-    ``study.stop()`` works only inside ``study.optimize()``; hyperbrace runs trials with ask and tell, where it
-    raises (and would leave the last trial RUNNING). The search ends by itself there: ``minimize`` caps
-    ``max_evals`` at the size of the grid.
+    ``study.stop()`` works only inside ``study.optimize()``: with ask and tell, as hyperbrace runs trials, it raises
+    ``RuntimeError`` after the last grid point is stored (a documented Optuna limitation, optuna/optuna#5141), which
+    would end every grid search with an error. The search ends by itself: ``minimize`` caps ``max_evals`` at the
+    size of the grid.
     """
 
     def after_trial(self, study: optuna.Study, trial: Any, state: Any, values: Any) -> None:
@@ -57,6 +58,8 @@ def make_sampler(
 ) -> optuna.samplers.BaseSampler:
     """The Optuna sampler for ``algo``: a name in :data:`SAMPLERS`, or a sampler instance (used as is)."""
     if isinstance(algo, optuna.samplers.BaseSampler):
+        if type(algo) is optuna.samplers.GridSampler:
+            algo.__class__ = _AskTellGridSampler  # the same object and grid, minus the stop() that raises here
         return algo
     name = getattr(algo, "__name__", algo)
     with warnings.catch_warnings():
