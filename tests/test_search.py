@@ -333,6 +333,15 @@ def test_grid_tries_every_combination_once_and_stops(tmp_path):
     assert len(search(finite_space, tmp_path, algo="grid", max_evals=50).trials) == 6
 
 
+def test_an_optuna_grid_sampler_instance_finishes_its_grid(tmp_path):
+    sampler = optuna.samplers.GridSampler({"optimizer": ["adam", "sgd"], "layers": [0, 2]}, seed=0)
+    result = search(finite_space, tmp_path, algo=sampler, max_evals=4)
+    assert result.study.sampler is sampler
+    assert sorted((t.params["optimizer"], t.params["layers"]) for t in result.trials) == [
+        ("adam", 0), ("adam", 2), ("sgd", 0), ("sgd", 2)
+    ]
+
+
 def test_grid_needs_a_finite_space(tmp_path):
     with pytest.raises(TemplateError) as info:
         search(quadratic, tmp_path, algo="grid")
