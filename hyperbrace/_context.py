@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextvars
 import math
+import re
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +20,7 @@ import optuna
 if TYPE_CHECKING:
     from hyperbrace.space import Distribution
 
-__all__ = ["TrialContext", "current_trial", "report", "should_prune", "Pruned"]
+__all__ = ["TrialContext", "current_trial", "report", "should_prune", "Pruned", "PruningWarning", "monitored_metric"]
 
 
 class Pruned(optuna.TrialPruned):
@@ -29,6 +31,50 @@ class Pruned(optuna.TrialPruned):
         if hyperbrace.should_prune():
             raise hyperbrace.Pruned()
     """
+
+
+class PruningWarning(UserWarning):
+    """Pruning cannot work as asked (e.g. the monitored metric is missing); the search goes on without it."""
+
+
+# Words in a metric's name that tell its direction. A name matching neither list needs an explicit direction:
+# guessing wrong would prune the best trials, silently.
+_LOWER_IS_BETTER = frozenset(
+    "loss error mae mse rmse msle mape crossentropy hinge divergence kld kl logcosh poisson huber perplexity".split()
+)
+_HIGHER_IS_BETTER = frozenset(
+    "accuracy acc auc precision recall f1 fbeta iou r2 dice sensitivity specificity similarity map ndcg".split()
+)
+
+
+def monitored_metric(prune_on: str | tuple[str, str]) -> tuple[str, str]:
+    """The metric the pruner watches and its direction, ``"min"`` or ``"max"``, from ``minimize(prune_on=...)``.
+
+    The direction follows from the name; give it explicitly for a name that does not tell.
+
+    >>> monitored_metric("val_loss")
+    ('val_loss', 'min')
+    >>> monitored_metric("val_sparse_categorical_accuracy")
+    ('val_sparse_categorical_accuracy', 'max')
+    >>> monitored_metric(("val_my_score", "max"))
+    ('val_my_score', 'max')
+    """
+    if isinstance(prune_on, (tuple, list)) and len(prune_on) == 2:
+        name, direction = prune_on
+        if direction not in ("min", "max") or not isinstance(name, str):
+            raise ValueError(f"prune_on={prune_on!r}: give (metric name, 'min' or 'max'), e.g. ('val_f1', 'max')")
+        return name, direction
+    if not isinstance(prune_on, str) or not prune_on:
+        raise ValueError(f"prune_on={prune_on!r}: give a metric name such as 'val_loss', or (name, 'min' | 'max')")
+    words = set(re.split(r"[^a-z0-9]+", prune_on.lower()))
+    if words & _LOWER_IS_BETTER:
+        return prune_on, "min"
+    if words & _HIGHER_IS_BETTER:
+        return prune_on, "max"
+    raise ValueError(
+        f"prune_on={prune_on!r}: the name does not say whether lower or higher is better; "
+        f"write prune_on=({prune_on!r}, 'min') or prune_on=({prune_on!r}, 'max')"
+    )
 
 
 class TrialContext:
@@ -44,6 +90,8 @@ class TrialContext:
         self.steps_reported = 0
         self.pruning_enabled = True
         self.extras: dict[str, Any] = {}  # integration state (e.g. the Keras epoch counter)
+        # The trial's output goes to its log file; messages the user must see while it runs go here instead.
+        self.console = sys.stderr
 
     # -- sampling ------------------------------------------------------------------------------------------------
     def suggest_raw(self, name: str, distribution: Distribution) -> Any:
@@ -62,12 +110,37 @@ class TrialContext:
         self.last_step, self.steps_reported = step, self.steps_reported + 1
         if math.isfinite(value):
             self.last_value = value
-            self.trial.report(value, step)
+        # NaN and inf are reported too: a diverged trial is the first one a pruner should stop (Optuna's pruners
+        # prune on NaN), and the trial's recorded value stays its last finite one.
+        self.trial.report(value, step)
 
     def should_prune(self) -> bool:
         if not self.pruning_enabled or self.last_step is None:
             return False
         return self.trial.should_prune()
+
+    # -- messages ------------------------------------------------------------------------------------------------
+    def warn_once(self, key: str, message: str, category: type[Warning] = PruningWarning) -> None:
+        """Warn once per search (and process) about ``key``: on the console, and in the trial's log."""
+        study_name = getattr(getattr(self.trial, "study", None), "study_name", None)
+        if (study_name, key) in _warned_once:
+            return
+        _warned_once.add((study_name, key))
+        if study_name is not None:
+            message = f"search {study_name!r}: {message}"  # also keeps Python from hiding it as a repeat
+        if self.console is sys.stderr:
+            warnings.warn(message, category, stacklevel=3)
+            return
+        # While the trial runs, sys.stderr is its log file: warn on the console, and note it in the log.
+        print(f"[hyperbrace] trial {self.number}: {category.__name__}: {message}", file=sys.stderr)
+        saved, sys.stderr = sys.stderr, self.console
+        try:
+            warnings.warn(message, category, stacklevel=3)
+        finally:
+            sys.stderr = saved
+
+
+_warned_once: set[tuple[str | None, str]] = set()
 
 
 def _suggest(trial: optuna.trial.BaseTrial, name: str, dist: Any) -> Any:

@@ -138,13 +138,31 @@ class SearchResult:
         return f"SearchResult(best_loss={self.best_loss!r}, best_run={self.best_run!r}, directory='{self.directory}')"
 
 
+def _steps_run(trial: optuna.trial.FrozenTrial) -> int:
+    """How many steps (epochs) a trial ran: its ``report()`` calls, or its stored intermediate values."""
+    return int(trial.user_attrs.get("hb.steps", len(trial.intermediate_values)))
+
+
 def _pruning_savings(trials: list[optuna.trial.FrozenTrial]) -> str:
-    """'Pruning saved N of M epochs' when trials report steps and some were pruned."""
+    """One line on what pruning saved, in epochs (the steps trials report), when some trial was pruned.
+
+    A pruned trial would have run as long as the longest completed trial; that is an estimate, so it says "about".
+
+    >>> from optuna.trial import create_trial, TrialState
+    >>> done = create_trial(value=0.1, intermediate_values={s: 0.1 for s in range(1, 11)})
+    >>> cut = create_trial(state=TrialState.PRUNED, intermediate_values={1: 0.9, 2: 0.8})
+    >>> _pruning_savings([done, cut, cut])
+    'Pruning stopped 2 of 3 trials early: 14 epochs trained instead of about 30 (16 saved, 53%).'
+    """
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
-    full = [len(t.intermediate_values) for t in trials if t.state == TrialState.COMPLETE and t.intermediate_values]
-    if not pruned or not full:
+    full = [_steps_run(t) for t in trials if t.state == TrialState.COMPLETE]
+    if not pruned or not any(full):
         return ""
     planned = max(full)
-    ran = sum(len(t.intermediate_values) for t in pruned)
-    saved = planned * len(pruned) - ran
-    return f"Pruning stopped {len(pruned)} trials early, saving about {saved} of {planned * len(pruned)} epochs."
+    ran = sum(_steps_run(t) for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    saved = sum(max(planned - _steps_run(t), 0) for t in pruned)
+    finished = sum(1 for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    return (
+        f"Pruning stopped {len(pruned)} of {finished} trials early: {ran} epochs trained instead of about "
+        f"{ran + saved} ({saved} saved, {saved / (ran + saved):.0%})."
+    )

@@ -12,7 +12,7 @@ from typing import Any
 
 import optuna
 
-from hyperbrace._context import TrialContext, active
+from hyperbrace._context import TrialContext, active, monitored_metric
 from hyperbrace.budget import counted_trials
 from hyperbrace.display import Progress
 from hyperbrace.result import SearchResult
@@ -39,7 +39,7 @@ def minimize(
     n_jobs: int = 1,
     gpus: Sequence[int] | str | None = None,
     prune: Any = None,
-    prune_on: str = "val_loss",
+    prune_on: str | tuple[str, str] = "val_loss",
     keep_models: int = 3,
     show_progress: bool = True,
     verbose: bool = False,
@@ -65,7 +65,8 @@ def minimize(
         n_jobs: worker processes running trials at once on this machine.
         gpus: GPU ids (or "all"): one trial per GPU at a time.
         prune: stop bad trials early: "asha", "hyperband", "median", None, or an Optuna pruner.
-        prune_on: the Keras metric reported to the pruner (default "val_loss").
+        prune_on: the Keras metric reported to the pruner after each epoch (default "val_loss"). Its direction
+            follows from its name ("val_accuracy" is maximized); give it for other names: ("val_f1", "max").
         keep_models: how many of the best models to keep on disk.
         show_progress: show a progress bar and, at the end, a table of the best trials.
         verbose: also print each trial's output (it always goes to ``logs/trial-NNNNN.log``).
@@ -89,6 +90,7 @@ def minimize(
     """
     if not isinstance(max_evals, int) or max_evals < 1:
         raise ValueError(f"max_evals must be a positive integer (the total number of trials), got {max_evals!r}")
+    monitored_metric(prune_on)  # a wrong prune_on fails now, not in the first trial
     compiled = compile_model(model)
     name = study_name or default_study_name(compiled)
     run_storage = RunStorage.resolve(storage, directory, name, retries)
@@ -209,6 +211,7 @@ def evaluate(
     """
     compiled = compile_model(model)
     context = TrialContext(optuna.trial.FixedTrial(dict(params)), number=-1)
+    context.pruning_enabled = False  # one fixed run: nothing to compare it with
     args, kwargs = arguments_from(call_data(data, data_args))
     try:
         with active(context):

@@ -92,15 +92,29 @@ def make_sampler(
 
 
 def make_pruner(prune: Any) -> optuna.pruners.BasePruner:
-    """The Optuna pruner for ``prune``: a name in :data:`PRUNERS`, or a pruner instance (used as is)."""
+    """The Optuna pruner for ``prune``: a name in :data:`PRUNERS`, or a pruner instance (used as is).
+
+    Steps are epochs (the Keras integration reports epoch 1, 2, ...), and the settings assume that:
+
+    * ``"median"``: stop a trial whose value is worse than the median of earlier trials at the same epoch, once 5
+      trials have finished and from its second epoch on;
+    * ``"asha"``: asynchronous successive halving: at epochs 1, 3, 9, 27, ... only the best third of the trials
+      that reached that epoch go on. It waits for one trial to finish, to learn how long a full trial is;
+    * ``"hyperband"``: several successive-halving brackets of different aggressiveness. Each bracket's trials are
+      sampled from that bracket's own history, so a model-based ``algo`` (TPE) learns from fewer trials;
+    * ``None``: never prune.
+
+    >>> make_pruner("asha").__class__.__name__
+    'SuccessiveHalvingPruner'
+    """
     if isinstance(prune, optuna.pruners.BasePruner):
         return prune
     if prune is None or prune is False:
         return optuna.pruners.NopPruner()
     if prune == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner()
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource="auto", reduction_factor=3)
     if prune == "hyperband":
-        return optuna.pruners.HyperbandPruner()
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto", reduction_factor=3)
     if prune == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
     raise ValueError(f"prune={prune!r} is not a known pruner; use one of {PRUNERS} or an Optuna pruner")
