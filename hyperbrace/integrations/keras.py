@@ -1,16 +1,36 @@
-"""Keras 3 (any backend): ``.keras`` model files, and ``clear_session()`` after every trial so that memory does
-not grow over a long search."""
+"""Keras 3 (any backend): ``.keras`` model files, ``clear_session()`` after every trial, and automatic pruning.
+
+Pruning needs no change to the model code. While a trial of a search with ``prune=...`` runs, every
+``Model.fit`` gets one more callback, :class:`PruningCallback`, which reports the monitored metric
+(``minimize(prune_on=...)``, ``"val_loss"`` by default) to the pruner after each epoch. When the pruner judges the
+trial hopeless, the callback stops training at the end of that epoch and ``fit`` raises :class:`hyperbrace.Pruned`,
+so the trial is recorded as pruned with its last reported value.
+
+The callback is added by wrapping ``keras.Model.fit`` once, the first time a trial runs with Keras imported. Outside
+a trial, or in a search without pruning, the wrapper calls the original ``fit`` untouched.
+"""
 
 from __future__ import annotations
 
+import functools
 import gc
+import inspect
+import threading
 from pathlib import Path
 from typing import Any
 
 import keras
 
+from hyperbrace._context import Pruned, TrialContext, current_trial, monitored_metric
+
 FRAMEWORK = "keras"
 SUFFIX = ".keras"
+
+__all__ = ["PruningCallback", "is_model", "save", "load", "before_trial", "after_trial"]
+
+# extras keys in the TrialContext (one context per trial, so the counts are per trial)
+_EPOCHS = "keras.epochs"  # epochs run by all fit() calls of the trial so far: the step reported to the pruner
+_IN_FIT = "keras.in_fit"  # a fit() running inside a fit() (e.g. from a callback) must not report twice
 
 
 def is_model(obj: Any) -> bool:
@@ -27,11 +47,124 @@ def load(path: Path, custom_objects: dict[str, Any] | None = None, **kwargs: Any
     return keras.saving.load_model(path, custom_objects=custom_objects, **kwargs)
 
 
-def before_trial(context: Any) -> None:
-    pass
+def before_trial(context: TrialContext) -> None:
+    _wrap_fit()
+    context.extras[_EPOCHS] = 0
 
 
-def after_trial(context: Any) -> None:
+def after_trial(context: TrialContext) -> None:
     # Each trial builds a new model; without this, Keras' global state (layer names, graphs) keeps growing.
     keras.backend.clear_session()
     gc.collect()
+
+
+class PruningCallback(keras.callbacks.Callback):
+    """Reports ``metric`` after every epoch to the running trial, and stops training when the pruner says so.
+
+    hyperbrace adds it to every ``fit`` of a pruned search by itself; it is public for code that builds its own
+    callback list, e.g. to report another metric in one particular ``fit``::
+
+        model.fit(x, y, validation_data=(x_val, y_val), epochs=20,
+                  callbacks=[PruningCallback(("val_auc", "max"))])
+
+    A callback given this way replaces the automatic one for that ``fit``. ``metric`` takes the forms of
+    ``minimize(prune_on=...)``: a name whose direction is clear (``"val_loss"``, ``"val_accuracy"``), or
+    ``(name, "min" | "max")``. Higher-is-better metrics are reported negated, as the search minimizes.
+
+    >>> PruningCallback("val_accuracy").direction
+    'max'
+    """
+
+    def __init__(self, metric: str | tuple[str, str] = "val_loss") -> None:
+        super().__init__()
+        self.metric, self.direction = monitored_metric(metric)
+        self.pruned_at: int | None = None  #: the trial's epoch (counted over all its fits) at which it was pruned
+        self._seen = False
+        self._context: TrialContext | None = None
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        # Keras runs callbacks in the thread that called fit, where the trial's context is current.
+        self._context = current_trial()
+        self._seen = False
+        self.pruned_at = None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        context = self._context
+        if context is None:
+            return
+        # Count every epoch, reported or not, so steps stay "epochs trained" even with validation_freq > 1.
+        context.extras[_EPOCHS] = step = context.extras.get(_EPOCHS, 0) + 1
+        value = (logs or {}).get(self.metric)
+        if value is None:
+            return
+        self._seen = True
+        value = float(value)
+        context.report(-value if self.direction == "max" else value, step)
+        if context.should_prune():
+            self.pruned_at = step
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        context = self._context
+        if context is None or self._seen or self.pruned_at is not None:
+            return
+        available = ", ".join(sorted(logs or {})) or "none"
+        context.warn_once(
+            f"keras-metric:{self.metric}",
+            f"pruning is off: Model.fit never logged {self.metric!r}, the metric the pruner watches (fit logged: "
+            f"{available}). Give fit validation data (validation_data=... or validation_split=...), or choose a "
+            "logged metric with minimize(prune_on=...).",
+        )
+
+
+_wrap_lock = threading.Lock()
+
+
+def _wrap_fit() -> None:
+    """Wrap ``keras.Model.fit`` (once per process) so that fits inside a pruned trial get a PruningCallback."""
+    with _wrap_lock:
+        if getattr(keras.Model.fit, "__hyperbrace_wrapped__", False):
+            return
+        original = keras.Model.fit
+        signature = inspect.signature(original)
+
+        @functools.wraps(original)
+        def fit(self: keras.Model, *args: Any, **kwargs: Any) -> Any:
+            context = current_trial()
+            if context is None or not context.pruning_enabled or context.extras.get(_IN_FIT):
+                return original(self, *args, **kwargs)
+            bound = signature.bind(self, *args, **kwargs)
+            given = bound.arguments.get("callbacks")
+            callback, callbacks = _with_pruning_callback(given, context, self)
+            bound.arguments["callbacks"] = callbacks
+            context.extras[_IN_FIT] = True
+            try:
+                history = original(*bound.args, **bound.kwargs)
+            finally:
+                context.extras[_IN_FIT] = False
+                if isinstance(given, keras.callbacks.CallbackList) and callback in given.callbacks:
+                    given.callbacks.remove(callback)  # the user's list, borrowed for this fit only
+            if callback.pruned_at is not None:
+                last = context.last_value
+                shown = "nan" if last is None else f"{-last if callback.direction == 'max' else last:.6g}"
+                raise Pruned(f"pruned after epoch {callback.pruned_at}: {callback.metric} = {shown}")
+            return history
+
+        fit.__hyperbrace_wrapped__ = True  # type: ignore[attr-defined]
+        keras.Model.fit = fit
+
+
+def _with_pruning_callback(given: Any, context: TrialContext, model: keras.Model) -> tuple[PruningCallback, Any]:
+    """The user's callbacks plus a PruningCallback (theirs, if they passed one), in the form fit accepts."""
+    listed = given.callbacks if isinstance(given, keras.callbacks.CallbackList) else list(given or [])
+    existing = next((c for c in listed if isinstance(c, PruningCallback)), None)
+    if existing is not None:
+        return existing, given
+    callback = PruningCallback(context.extras.get("prune_on", "val_loss"))
+    if isinstance(given, keras.callbacks.CallbackList):  # fit uses a CallbackList as it is: add ours to it
+        callback.set_model(model)
+        callback.set_params(given.params)
+        given.callbacks.append(callback)
+        return callback, given
+    # Last, so that it sees the logs after the user's callbacks have run (and e.g. added their metrics).
+    return callback, [*listed, callback]
