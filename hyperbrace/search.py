@@ -8,6 +8,7 @@ processes and machines run exactly the same loop: take a trial under the budget 
 from __future__ import annotations
 
 import inspect
+import math
 import threading
 import time
 import warnings
@@ -28,6 +29,9 @@ __all__ = ["SearchPlan", "TrialFailedError", "FAILURE_STREAK"]
 
 #: If this many first trials of a search all fail with the same error, the search stops and raises it.
 FAILURE_STREAK = 3
+#: How often a worker looks for trials whose process died (two queries on a database, so not before every trial;
+#: the process that starts local workers also looks as soon as one of them dies).
+REAP_INTERVAL_S = 5.0
 
 
 class TrialFailedError(RuntimeError):
@@ -97,8 +101,11 @@ class SearchPlan:
         self.load_data()
         outcomes: list[TrialOutcome] = []
         lock_path = self.storage.run_dir / ".budget.lock"
+        last_reaped = -math.inf
         while self.deadline is None or time.time() < self.deadline:
-            reap_dead_trials(study)
+            if time.monotonic() - last_reaped >= REAP_INTERVAL_S:
+                reap_dead_trials(study)
+                last_reaped = time.monotonic()
             with budget_lock(lock_path, self.storage.url):
                 # One read of the study while the lock is held (every other worker waits for it).
                 trials = study.get_trials(deepcopy=False)
