@@ -236,6 +236,28 @@ def test_a_diverged_trial_reporting_nan_is_pruned_at_once(tmp_path):
     assert result.trials[1].loss is None  # no finite value was ever reported
 
 
+def reporting_model(steps):
+    bad = {{choice([False, True], name="bad")}}
+    for step in range(1, steps + 1):
+        hyperbrace.report(5.0 if bad else 0.5, step)
+        if hyperbrace.should_prune():
+            raise hyperbrace.Pruned()
+    return 0.5
+
+
+@pytest.mark.slow
+def test_pruning_in_worker_processes_goes_through_the_shared_study(tmp_path):
+    # Two worker processes; a threshold pruner judges each report from the study itself, whichever process made it.
+    result = minimize(
+        reporting_model, lambda: 6, max_evals=4, n_jobs=2, algo=InOrder(bad=[False, True, False, True]),
+        prune=optuna.pruners.ThresholdPruner(upper=1.0), directory=tmp_path, study_name="workers",
+        show_progress=False,
+    )
+    by_number = sorted(result.study.trials, key=lambda t: t.number)
+    assert [t.state for t in by_number] == [TrialState.COMPLETE, TrialState.PRUNED] * 2
+    assert [len(t.intermediate_values) for t in by_number] == [6, 1, 6, 1]
+
+
 @pytest.mark.parametrize(
     "prune_on, expected",
     [
