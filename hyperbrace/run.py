@@ -216,9 +216,13 @@ def evaluate(
     try:
         with active(context):
             return call_with_data(compiled, args, kwargs)
-    except ValueError as exc:
-        if "not found" in str(exc) and not isinstance(exc, TemplateError):
-            raise KeyError(f"evaluate(): {exc}; params has {sorted(params)}") from None
-        raise
+    except TemplateError as exc:
+        if "not found" not in exc.message:
+            raise
+        # A template reached a name that params lacks: say which names were given.
+        raise TemplateError(
+            f"{exc.message}; evaluate() was given values for {sorted(params)}",
+            filename=exc.filename, lineno=exc.lineno, text=exc.text, function=exc.function,
+        ) from None
 
 
