@@ -419,7 +419,7 @@ def run_workers(
                         pool.stop()
                         raise error
                     # It died (killed, out of memory, crashed): fail its running trial, queue it again, replace it.
-                    reap_dead_trials(study)
+                    reap_dead_trials(study, plan.storage.retries)
                     if not _work_remains(study, plan):
                         continue
                     if replacements >= max_replacements:
@@ -431,7 +431,7 @@ def run_workers(
                     replacements += 1
                     pool.start(worker.slot)
                 if not pool.alive:
-                    reap_dead_trials(study)
+                    reap_dead_trials(study, plan.storage.retries)
                     if not _work_remains(study, plan):
                         break
                     if replacements >= max_replacements:
@@ -443,7 +443,7 @@ def run_workers(
             pool.stop()
             raise
         finally:
-            reap_dead_trials(study)
+            reap_dead_trials(study, plan.storage.retries)
             _show_progress(progress, study)
     finally:
         shutil.rmtree(session, ignore_errors=True)

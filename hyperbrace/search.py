@@ -104,7 +104,7 @@ class SearchPlan:
         last_reaped = -math.inf
         while self.deadline is None or time.time() < self.deadline:
             if time.monotonic() - last_reaped >= REAP_INTERVAL_S:
-                reap_dead_trials(study)
+                reap_dead_trials(study, self.storage.retries)
                 last_reaped = time.monotonic()
             with budget_lock(lock_path, self.storage.url):
                 # One read of the study while the lock is held (every other worker waits for it).
@@ -156,8 +156,9 @@ def call_with_data(model: CompiledModel, args: tuple[Any, ...], kwargs: dict[str
     return model(*args, **kwargs) if takes_arguments else model()
 
 
-def reap_dead_trials(study: optuna.Study) -> None:
-    """Fail (and queue again) running trials whose process is gone: a killed worker never leaves one RUNNING."""
+def reap_dead_trials(study: optuna.Study, max_retry: int = 1) -> None:
+    """Fail (and queue again, up to ``max_retry`` times) running trials whose process is gone: a killed worker
+    never leaves one RUNNING."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # databases: by heartbeat, for any host
@@ -167,8 +168,8 @@ def reap_dead_trials(study: optuna.Study) -> None:
             try:
                 # The reason first: a finished trial takes no more attributes.
                 study._storage.set_trial_user_attr(trial._trial_id, "hb.error", "its worker process died")
-                if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                    requeue(study, trial, max_retry=1)
+                if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL) and max_retry:
+                    requeue(study, trial, max_retry=max_retry)
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass  # another process reaped it first
 
