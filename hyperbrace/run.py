@@ -38,7 +38,7 @@ def minimize(
     timeout: float | None = None,
     n_jobs: int = 1,
     gpus: Sequence[int] | str | None = None,
-    prune: Any = None,
+    prune: Any = "median",
     prune_on: str | tuple[str, str] = "val_loss",
     keep_models: int = 3,
     show_progress: bool = True,
@@ -64,7 +64,9 @@ def minimize(
         timeout: seconds after which no new trial starts.
         n_jobs: worker processes running trials at once on this machine.
         gpus: GPU ids (or "all"): one trial per GPU at a time.
-        prune: stop bad trials early: "asha", "hyperband", "median", None, or an Optuna pruner.
+        prune: stop bad trials early: "median" (default: the safe choice at 20-50 trials, see docs/pruning.md),
+            "asha", "hyperband", None (train every trial to the end), or an Optuna pruner. Keras fits report
+            each epoch by themselves; other code calls ``hyperbrace.report`` and ``hyperbrace.should_prune``.
         prune_on: the Keras metric reported to the pruner after each epoch (default "val_loss"). Its direction
             follows from its name ("val_accuracy" is maximized); give it for other names: ("val_f1", "max").
         keep_models: how many of the best models to keep on disk.

@@ -112,8 +112,8 @@ class PruningCallback(keras.callbacks.Callback):
         context.warn_once(
             f"keras-metric:{self.metric}",
             f"pruning is off: Model.fit never logged {self.metric!r}, the metric the pruner watches (fit logged: "
-            f"{available}). Give fit validation data (validation_data=... or validation_split=...), or choose a "
-            "logged metric with minimize(prune_on=...).",
+            f"{available}). Give fit validation data (validation_data=... or validation_split=...), choose a "
+            "logged metric with minimize(prune_on=...), or turn pruning off with minimize(prune=None).",
         )
 
 
