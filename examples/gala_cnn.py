@@ -176,7 +176,7 @@ class Budget:
 
 # The article's sizes, and a scaled one that finishes `make demo` in a few minutes on a 2-core CPU.
 FULL = Budget(images=None, filters=32, epochs=20, max_evals=50, bn_momentum=0.99)
-QUICK = Budget(images=600, filters=8, epochs=5, max_evals=8, bn_momentum=0.9)
+QUICK = Budget(images=600, filters=8, epochs=6, max_evals=6, bn_momentum=0.9)
 
 
 def main(argv: list[str] | None = None) -> int:
