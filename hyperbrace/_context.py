@@ -120,22 +120,28 @@ class TrialContext:
         return self.trial.should_prune()
 
     # -- messages ------------------------------------------------------------------------------------------------
-    def warn_once(self, key: str, message: str, category: type[Warning] = PruningWarning) -> None:
-        """Warn once per search (and process) about ``key``: on the console, and in the trial's log."""
+    def warn_once(
+        self, key: str, message: str, category: type[Warning] = PruningWarning, where: tuple[str, int] | None = None
+    ) -> None:
+        """Warn once per search (and process) about ``key``: on the console, and in the trial's log.
+
+        ``where`` is the (file, line) the warning is about, e.g. the user's ``fit`` call; by default the caller's.
+        """
         study_name = getattr(getattr(self.trial, "study", None), "study_name", None)
         if (study_name, key) in _warned_once:
             return
         _warned_once.add((study_name, key))
         if study_name is not None:
             message = f"search {study_name!r}: {message}"  # also keeps Python from hiding it as a repeat
-        if self.console is sys.stderr:
-            warnings.warn(message, category, stacklevel=3)
-            return
-        # While the trial runs, sys.stderr is its log file: warn on the console, and note it in the log.
-        print(f"[hyperbrace] trial {self.number}: {category.__name__}: {message}", file=sys.stderr)
+        if self.console is not sys.stderr:
+            # While the trial runs, sys.stderr is its log file: note it there, and warn on the console.
+            print(f"[hyperbrace] trial {self.number}: {category.__name__}: {message}", file=sys.stderr)
         saved, sys.stderr = sys.stderr, self.console
         try:
-            warnings.warn(message, category, stacklevel=3)
+            if where is None:
+                warnings.warn(message, category, stacklevel=3)
+            else:
+                warnings.warn_explicit(message, category, where[0], where[1])
         finally:
             sys.stderr = saved
 

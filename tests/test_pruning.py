@@ -161,8 +161,10 @@ def test_without_validation_data_it_warns_once_and_does_not_prune(tmp_path):
             no_validation_model, data, max_evals=3, seed=0, prune=optuna.pruners.ThresholdPruner(upper=0.0),
             directory=tmp_path, study_name="keras-no-validation", show_progress=False,
         )
-    messages = [str(w.message) for w in warned if issubclass(w.category, PruningWarning)]
+    ours = [w for w in warned if issubclass(w.category, PruningWarning)]
+    messages = [str(w.message) for w in ours]
     assert len(messages) == 1
+    assert ours[0].filename == __file__  # it points at the model function's fit call
     assert "'val_loss'" in messages[0] and "validation_data" in messages[0] and "loss" in messages[0]
     # Every loss is above the threshold, yet nothing is pruned: there was nothing to judge.
     assert [t.state for t in result.study.trials] == [TrialState.COMPLETE] * 3

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ class PruningCallback(keras.callbacks.Callback):
         super().__init__()
         self.metric, self.direction = monitored_metric(metric)
         self.pruned_at: int | None = None  #: the trial's epoch (counted over all its fits) at which it was pruned
+        self.called_from: tuple[str, int] | None = None  #: the user's fit call (file, line), for warnings
         self._seen = False
         self._context: TrialContext | None = None
 
@@ -114,6 +116,7 @@ class PruningCallback(keras.callbacks.Callback):
             f"pruning is off: Model.fit never logged {self.metric!r}, the metric the pruner watches (fit logged: "
             f"{available}). Give fit validation data (validation_data=... or validation_split=...), choose a "
             "logged metric with minimize(prune_on=...), or turn pruning off with minimize(prune=None).",
+            where=self.called_from,
         )
 
 
@@ -137,6 +140,8 @@ def _wrap_fit() -> None:
             given = bound.arguments.get("callbacks")
             callback, callbacks = _with_pruning_callback(given, context, self)
             bound.arguments["callbacks"] = callbacks
+            caller = sys._getframe(1)  # the model function's fit call: where a warning should point
+            callback.called_from = (caller.f_code.co_filename, caller.f_lineno)
             context.extras[_IN_FIT] = True
             try:
                 history = original(*bound.args, **bound.kwargs)
