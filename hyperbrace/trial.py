@@ -52,7 +52,7 @@ class TrialSettings:
     run_dir: Path
     keep_models: int = 3
     echo_output: bool = False  #: also print the trial's output (it always goes to its log file)
-    prune_on: str = "val_loss"
+    prune_on: str | tuple[str, str] = "val_loss"  #: the Keras metric pruned on: a name, or (name, "min" | "max")
     pruning: bool = False
 
     @property
