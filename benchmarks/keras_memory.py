@@ -79,7 +79,8 @@ def run_search(trials: int, clean_up: bool) -> dict:
         keras_integration.after_trial = lambda context: None
     with tempfile.TemporaryDirectory() as runs:
         result = hyperbrace.minimize(
-            create_model, data, max_evals=trials, seed=0, directory=runs, show_progress=False,
+            # prune=None: every trial trains to the end and reports its memory (a pruned trial returns nothing).
+            create_model, data, max_evals=trials, seed=0, directory=runs, show_progress=False, prune=None,
         )
         records = sorted(result.trials, key=lambda t: t.number)
         failed = [t for t in records if t.state != "COMPLETE"]
