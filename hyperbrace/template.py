@@ -95,14 +95,19 @@ Naming = Callable[[Sequence[TemplateSite], str], list[str]]
 
 def native_names(sites: Sequence[TemplateSite], source: str) -> list[str]:
     """hyperbrace's naming rule: context word, else the distribution's name; repeats get ``_1``, ``_2``..."""
+    return with_repeat_suffixes(sites, [site.context or site.distribution for site in sites])
+
+
+def with_repeat_suffixes(sites: Sequence[TemplateSite], bases: Sequence[str]) -> list[str]:
+    """Each site's name: its explicit ``name=`` as given, else its base name, with ``_1``, ``_2``... in source order
+    where the base is already taken (by an earlier site or by an explicit name)."""
     names: list[str] = []
     taken: set[str] = {s.explicit_name for s in sites if s.explicit_name is not None and not s.dynamic_name}
     counts: dict[str, int] = {}
-    for site in sites:
+    for site, base in zip(sites, bases):
         if site.explicit_name is not None:
             names.append(site.explicit_name)
             continue
-        base = site.context or site.distribution
         candidate = base
         while candidate in taken:
             counts[base] = counts.get(base, 0) + 1

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hyperbrace.template import TemplateSite
+from hyperbrace.template import TemplateSite, with_repeat_suffixes
 
 __all__ = ["hyperas_names", "word_before"]
 
@@ -101,24 +101,7 @@ def hyperas_names(sites: Sequence[TemplateSite], source: str) -> list[str]:
             bases.append(site.distribution)  # rule 3, where Hyperas had no previous name and crashed
 
     # Rule 4: suffixes in source order; explicit names are never renamed.
-    names: list[str] = []
-    taken = {site.explicit_name for site in sites if site.explicit_name is not None}
-    counts: dict[str, int] = {}
-    for site, base in zip(sites, bases):
-        if site.explicit_name is not None:
-            names.append(site.explicit_name)
-            continue
-        if base not in counts and base not in taken:
-            counts[base] = 0
-            candidate = base
-        else:
-            candidate = base
-            while candidate in taken:
-                counts[base] = counts.get(base, 0) + 1
-                candidate = f"{base}_{counts[base]}"
-        taken.add(candidate)
-        names.append(candidate)
-    return names
+    return with_repeat_suffixes(sites, bases)
 
 
 def _next_template_occurrence(sites: Sequence[TemplateSite], text: str, after: int, source: str) -> int:
