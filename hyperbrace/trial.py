@@ -343,9 +343,14 @@ def _save_if_top(
         return None
     relative = str(path.relative_to(settings.run_dir))
     trial.set_user_attr("hb.model", relative)
-    # Keep the best others, this one, and any running trial's (another worker may be saving it right now).
-    keep = {t.number for t in sorted(completed, key=lambda t: t.value)[: settings.keep_models - 1]}
-    keep |= {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    # Keep the best others, this one, and any running trial's (another worker may be saving it right now). Decide
+    # on one snapshot taken after the save: a trial that another worker finished while this one was saving is
+    # complete by now, and in the list read before saving it was still running; read in two steps, it would be in
+    # neither and its model file would be deleted.
+    current = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+    finished = sorted((t for t in current if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    keep = {t.number for t in finished[: settings.keep_models - 1]}
+    keep |= {t.number for t in current if t.state == TrialState.RUNNING}
     for file in settings.models_dir.glob("trial-*"):
         number = file.stem.partition("-")[2]
         if number.isdigit() and int(number) not in keep:
