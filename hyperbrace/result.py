@@ -114,7 +114,7 @@ class SearchResult:
             records.append(
                 TrialRecord(
                     number=t.number, state=t.state.name, loss=t.value, params=dict(attrs.get("hb.values", t.params)),
-                    extras=extras, duration=attrs.get("hb.duration"), error=attrs.get("hb.error"),
+                    extras=extras, duration=None if t.duration is None else t.duration.total_seconds(), error=attrs.get("hb.error"),
                     model_path=model_path if model_path is not None and model_path.exists() else None,
                 )
             )

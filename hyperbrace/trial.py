@@ -269,7 +269,6 @@ def _finish(
 ) -> TrialOutcome:
     duration = time.perf_counter() - started
     trial.set_user_attr("hb.values", {k: _jsonable(v) for k, v in context.values.items()})
-    trial.set_user_attr("hb.duration", round(duration, 3))
     if context.steps_reported:
         trial.set_user_attr("hb.steps", context.steps_reported)
     if state == TrialState.COMPLETE:
