@@ -27,7 +27,7 @@ def trials_table(trials: Sequence[optuna.trial.FrozenTrial], top: int = 5) -> st
     >>> study = optuna.create_study()
     >>> study.add_trial(optuna.trial.create_trial(value=0.25, user_attrs={"hb.values": {"lr": 0.01}}))
     >>> print(trials_table(study.trials))
-    trial  loss  lr  
+    trial  loss  lr
     -----  ----  ----
     0      0.25  0.01
     """
@@ -47,7 +47,8 @@ def trials_table(trials: Sequence[optuna.trial.FrozenTrial], top: int = 5) -> st
         for t in completed
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in [header, ["-" * w for w in widths], *rows]]
+    table = [header, ["-" * w for w in widths], *rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
     return "\n".join(lines)
 
 
