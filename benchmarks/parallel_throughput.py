@@ -53,8 +53,8 @@ NOTES = """
   which a real search pays once; "steady state" is the rate a long search keeps.
 * On PostgreSQL the database client and server share the same 2 cores with the workers, so 16 workers are
   limited by CPU (each trial costs tens of milliseconds of SQL work, on both sides), not by the budget lock.
-* On the journal file, most of hyperbrace's own time per trial is writing three more records than the plain loop
-  (the worker that ran the trial, the real parameter values, the duration), each an fsync'd append.
+* On the journal file, hyperbrace's own time per trial is mostly writing two more records than the plain loop
+  (the worker that ran the trial, the real parameter values), each an fsync'd append, and the budget lock.
 * Figures move by some percent between runs on this shared machine; compare rows of the same run.
 """
 
