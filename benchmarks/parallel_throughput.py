@@ -155,7 +155,7 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8, 16])
-    parser.add_argument("--trials-per-worker", type=int, default=5)
+    parser.add_argument("--trials-per-worker", type=int, default=10)
     parser.add_argument("--overhead-trials", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "parallel_throughput.md"))
     args = parser.parse_args()
