@@ -138,7 +138,7 @@ def _worker(args: argparse.Namespace) -> int:
     # Seeds differ per machine and process, so machines joining at once do not draw the same configurations.
     first_index = 1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 100_000
     print(f"hyperbrace worker: joined study {args.study!r} on {run_storage.description} "
-          f"({plan.max_evals} trials in all); logs in {run_storage.logs_dir}", file=sys.stderr)
+          f"({plan.max_evals} trials in all); logs in {plan.settings.logs_dir}", file=sys.stderr)
     try:
         if gpus or args.n_jobs > 1:
             plan.n_jobs = len(gpus) if gpus else args.n_jobs

@@ -73,14 +73,6 @@ class RunStorage:
         return self.run_dir / JOURNAL_NAME
 
     @property
-    def models_dir(self) -> Path:
-        return self.run_dir / "models"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.run_dir / "logs"
-
-    @property
     def is_journal(self) -> bool:
         return self.url is None
 
