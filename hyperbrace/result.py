@@ -42,6 +42,21 @@ class SearchResult:
     * ``best_loss``, ``best_trial`` (Optuna's ``FrozenTrial``), ``best_params`` (the engine's raw values);
     * ``study``: the Optuna study; ``trials``: every trial as a :class:`TrialRecord`;
     * ``directory``: the run directory (models, logs, and the journal file by default).
+
+    >>> import tempfile
+    >>> from hyperbrace import minimize, choice, uniform
+    >>> def objective():
+    ...     activation = {{choice(["relu", "tanh"])}}
+    ...     x = {{uniform(-1, 1)}}
+    ...     return {"loss": x * x + (activation == "tanh"), "model": {"activation": activation, "x": x}}
+    >>> result = minimize(objective, max_evals=10, seed=1, directory=tempfile.mkdtemp(), show_progress=False)
+    >>> sorted(result.best_run), len(result.trials), result.trials[0].state
+    (['activation', 'x'], 10, 'COMPLETE')
+    >>> best_run, best_model = result  # as Hyperas' optim.minimize returns them
+    >>> best_model == {"activation": best_run["activation"], "x": best_run["x"]}
+    True
+    >>> result.load_model(result.best_trial.number) == best_model  # any kept trial's model, by number
+    True
     """
 
     def __init__(self, study: optuna.Study, directory: Path, load_options: dict[str, Any] | None = None) -> None:
