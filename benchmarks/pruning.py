@@ -233,7 +233,7 @@ saved" is the full search's epochs until it first reached its best
 divided by the pruned search's epochs until it first reached that accuracy (a repeat that never reached it counts
 as 0x).
 
-What this means for hyperbrace's default (`prune="median"`), and the target that was not met: `docs/pruning.md`.
+What this means for hyperbrace's default (`prune="median"`) and for the 3x target: `docs/pruning.md`.
 
 ## Summary (medians over {args.repeats} repeats)
 
