@@ -100,7 +100,7 @@ class SearchPlan:
         study = study or self.open_study(worker_index)
         self.load_data()
         outcomes: list[TrialOutcome] = []
-        lock_path = self.storage.run_dir / ".budget.lock"
+        lock_path = self.storage.budget_lock_path
         last_reaped = -math.inf
         while self.deadline is None or time.time() < self.deadline:
             if time.monotonic() - last_reaped >= REAP_INTERVAL_S:

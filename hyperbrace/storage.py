@@ -73,6 +73,22 @@ class RunStorage:
         return self.run_dir / JOURNAL_NAME
 
     @property
+    def budget_lock_path(self) -> Path:
+        """The file every process taking trials of this study locks (see :mod:`hyperbrace.budget`).
+
+        Beside the SQLite file for a SQLite study, so that processes working from different directories share it;
+        in the run directory otherwise (for PostgreSQL only its name matters: it keys the advisory lock).
+        """
+        if self.url is not None and self.url.startswith("sqlite"):
+            from sqlalchemy.engine import make_url
+
+            database = make_url(self.url).database
+            if database and database != ":memory:":
+                db_file = Path(database)
+                return db_file.parent / f".{db_file.name}.{self.run_dir.name}.budget.lock"
+        return self.run_dir / ".budget.lock"
+
+    @property
     def is_journal(self) -> bool:
         return self.url is None
 

@@ -405,3 +405,52 @@ def test_evaluate_says_which_parameter_is_missing():
     with pytest.raises(TemplateError) as info:
         evaluate(quadratic, {"x": 1.0})
     assert "{{choice([8, 16, 32])}}" in str(info.value) and "'units' is not found" in str(info.value)
+
+
+def test_sqlite_budget_lock_lives_beside_the_database_file(tmp_path):
+    from hyperbrace.storage import RunStorage
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    here = RunStorage.resolve(url, tmp_path / "machine_a", "study")
+    there = RunStorage.resolve(url, tmp_path / "machine_b", "study")
+    assert here.budget_lock_path == there.budget_lock_path
+    assert here.budget_lock_path.parent == tmp_path
+
+
+def test_a_process_in_another_directory_waits_for_the_sqlite_budget_lock(tmp_path):
+    """The lock is the study's, not the run directory's: while another process (here: the test) holds it, a
+    search started from a different directory takes no trial; once released, it takes exactly max_evals."""
+    import fcntl
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import optuna
+
+    from hyperbrace.storage import RunStorage
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    optuna.create_study(storage=url, study_name="shared")
+    script = tmp_path / "search.py"
+    script.write_text(
+        "import sys\n"
+        "from hyperbrace import minimize, uniform\n"
+        "def objective():\n"
+        "    return {{uniform(0, 1)}}\n"
+        f"minimize(objective, max_evals=4, storage={url!r}, study_name='shared', directory=sys.argv[1],\n"
+        "         show_progress=False, prune=None)\n"
+    )
+    lock_path = RunStorage.resolve(url, tmp_path / "machine_a", "shared").budget_lock_path
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        process = subprocess.Popen([sys.executable, str(script), str(tmp_path / "machine_b")], cwd=tmp_path)
+        time.sleep(4)  # ample time to start and, were the lock elsewhere, to run all 4 trivial trials
+        assert process.poll() is None
+        assert optuna.load_study(study_name="shared", storage=url).trials == []
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    assert process.wait(timeout=120) == 0
+    assert len(optuna.load_study(study_name="shared", storage=url).trials) == 4
