@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import optuna
@@ -99,3 +100,22 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+@contextmanager
+def quiet_optuna_logs(unless: bool = False) -> Iterator[None]:
+    """Hide Optuna's INFO lines ("A new study created...") for the block: they repeat what the progress bar
+    shows. ``unless=True`` (a verbose search) keeps them. The previous verbosity is restored after.
+
+    >>> import optuna
+    >>> with quiet_optuna_logs():
+    ...     optuna.logging.get_verbosity() >= optuna.logging.WARNING
+    True
+    """
+    previous = optuna.logging.get_verbosity()
+    if not unless:
+        optuna.logging.set_verbosity(max(previous, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(previous)

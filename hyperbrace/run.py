@@ -6,15 +6,14 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import optuna
 
 from hyperbrace._context import TrialContext, active, monitored_metric
 from hyperbrace.budget import counted_trials
-from hyperbrace.display import Progress
+from hyperbrace.display import Progress, quiet_optuna_logs
 from hyperbrace.result import SearchResult
 from hyperbrace.samplers import grid_space
 from hyperbrace.search import SearchPlan, arguments_from, call_data, call_with_data
@@ -112,7 +111,7 @@ def minimize(
         prune=prune, settings=settings, max_evals=max_evals,
         deadline=None if timeout is None else time.time() + timeout, n_jobs=n_jobs if not gpu_ids else len(gpu_ids),
     )
-    with _optuna_logging(verbose):
+    with quiet_optuna_logs(unless=verbose):
         study = plan.open_study()
     _check_same_space(study, compiled)
     if run_storage.url is not None:
@@ -165,18 +164,6 @@ def _check_same_space(study: optuna.Study, compiled: Any) -> None:
             f"{len(templates)} now); its trials continue in the same study. Pass study_name= to start a new one.",
             stacklevel=3,
         )
-
-
-@contextmanager
-def _optuna_logging(verbose: bool) -> Iterator[None]:
-    """Optuna's INFO lines ("A new study created...") repeat what the progress bar shows; keep them for verbose."""
-    previous = optuna.logging.get_verbosity()
-    if not verbose:
-        optuna.logging.set_verbosity(max(previous, optuna.logging.WARNING))
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(previous)
 
 
 def _gpu_ids(gpus: Sequence[int] | str | None) -> list[str]:

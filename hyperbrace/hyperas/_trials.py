@@ -37,7 +37,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hyperbrace.trial import STATUS_FAIL, STATUS_OK
+from hyperbrace.trial import STATUS_OK
 
 __all__ = ["Trials", "TrialRecord", "AllTrialsFailed", "record_trials", "best_trial_of", "completed_by_loss", "utcnow"]
 

@@ -54,7 +54,7 @@ from hyperbrace.hyperas._trials import (
 )
 from hyperbrace.hyperas.distributions import DISTRIBUTIONS
 from hyperbrace.hyperas.ensemble import VotingModel
-from hyperbrace.display import Progress
+from hyperbrace.display import Progress, quiet_optuna_logs
 from hyperbrace.result import SearchResult
 from hyperbrace.search import SearchPlan
 from hyperbrace.space import Choice, Distribution
@@ -308,7 +308,8 @@ def _search(
         max_evals=remaining, recorder=recorder,
     )
     try:
-        study = _open_study_quietly(plan)
+        with quiet_optuna_logs():  # "A new study created..." is noise here
+            study = plan.open_study()
         progress = Progress(total=remaining, done=0, best=None, enabled=verbose, label=compiled.name)
 
         def on_outcome(outcome: TrialOutcome) -> None:
@@ -341,15 +342,6 @@ def _space(compiled: CompiledModel, recorder: _Recorder) -> dict[str, Distributi
     for name, distribution in recorder.space.items():  # names computed in the trial (name=f"...")
         space.setdefault(name, distribution)
     return space
-
-
-def _open_study_quietly(plan: SearchPlan) -> optuna.Study:
-    previous = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(max(previous, optuna.logging.WARNING))  # "A new study created..." is noise here
-    try:
-        return plan.open_study()
-    finally:
-        optuna.logging.set_verbosity(previous)
 
 
 def _fresh_study_name(compiled: CompiledModel, base: Path) -> str:
