@@ -6,12 +6,13 @@ import math
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-__all__ = ["trials_table", "Progress"]
+__all__ = ["trials_table", "state_counts", "failure_groups", "FailureGroup", "Progress"]
 
 
 def _cell(value: Any) -> str:
@@ -54,11 +55,47 @@ def trials_table(trials: Sequence[optuna.trial.FrozenTrial], top: int = 5) -> st
 
 
 def state_counts(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
-    counts = {state: 0 for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)}
+    """How many trials are in each state; the numbers add up to ``len(trials)`` (queued trials are "waiting").
+
+    >>> from optuna.trial import create_trial, TrialState
+    >>> state_counts([create_trial(value=1.0), create_trial(state=TrialState.FAIL), create_trial(value=2.0)])
+    '2 complete, 1 fail'
+    """
+    order = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)
+    counts = {state: 0 for state in order}
     for trial in trials:
-        if trial.state in counts:
-            counts[trial.state] += 1
+        counts[trial.state] += 1
     return ", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n)
+
+
+@dataclass(frozen=True)
+class FailureGroup:
+    """Failed trials that failed with the same error."""
+
+    key: str  #: the error's type and message (the last line of the stored error)
+    numbers: list[int]  #: the trials' numbers, in order
+    example: str  #: the first one's stored error (where in the user's code, and the message)
+
+
+def failure_groups(trials: Sequence[optuna.trial.FrozenTrial]) -> list[FailureGroup]:
+    """The failed trials grouped by error, the most frequent first.
+
+    >>> from optuna.trial import create_trial, TrialState
+    >>> fails = [create_trial(state=TrialState.FAIL, user_attrs={"hb.error": e})
+    ...          for e in ("ValueError: x", "OSError: disk", "ValueError: x")]
+    >>> [(g.key, len(g.numbers)) for g in failure_groups(fails)]
+    [('ValueError: x', 2), ('OSError: disk', 1)]
+    """
+    groups: dict[str, FailureGroup] = {}
+    for trial in trials:
+        if trial.state != TrialState.FAIL:
+            continue
+        error = str(trial.user_attrs.get("hb.error") or "failed (no error was recorded)")
+        lines = [line for line in error.strip().splitlines() if line.strip()]
+        key = lines[-1].strip() if lines else error
+        group = groups.setdefault(key, FailureGroup(key, [], error))
+        group.numbers.append(trial.number)
+    return sorted(groups.values(), key=lambda g: (-len(g.numbers), g.numbers[0]))
 
 
 def _tqdm() -> Any:

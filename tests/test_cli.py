@@ -108,3 +108,41 @@ def test_worker_refuses_a_path_instead_of_a_url(tmp_path, capsys):
         main(["worker", "--storage", str(tmp_path), "--study", "x"])
     assert exit_.value.code == 2
     assert "database URL" in capsys.readouterr().err
+
+
+def test_show_without_arguments_says_what_to_give_and_rejects_a_top_below_one(finished_run, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["show"])
+    assert exit_.value.code == 2
+    assert "give the search to read: a run directory" in capsys.readouterr().err
+    for top in ("0", "-3"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["show", str(finished_run), "--top", top])
+        assert exit_.value.code == 2
+        assert f"--top {top}: give how many" in capsys.readouterr().err
+
+
+def test_show_counts_every_state_and_lists_failures_on_request(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'mixed.db'}"
+    study = optuna.create_study(study_name="mixed", storage=url)
+    study.add_trial(optuna.trial.create_trial(value=0.5, params={}, distributions={}))
+    for error in ("ValueError: bad width", "ValueError: bad width", "OSError: disk full"):
+        study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={"hb.error": error}))
+    study.enqueue_trial({})
+    assert main(["show", url]) == 0
+    assert "Study 'mixed': 5 trials (1 complete, 3 fail, 1 waiting)" in capsys.readouterr().out
+    assert main(["show", url, "--failures"]) == 0
+    out = capsys.readouterr().out
+    assert "2 failed with ValueError: bad width\n  trials: 1, 2" in out
+    assert "1 failed with OSError: disk full\n  trials: 3" in out
+
+
+def test_show_never_creates_a_storage(tmp_path, capsys):
+    missing = tmp_path / "absent.db"
+    with pytest.raises(SystemExit):
+        main(["show", f"sqlite:///{missing}"])
+    assert "there is no database file" in capsys.readouterr().err and not missing.exists()
+    with pytest.raises(SystemExit):
+        main(["show", str(tmp_path / "nothing-here")])
+    assert "no such file or directory" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

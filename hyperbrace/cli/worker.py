@@ -1,13 +1,9 @@
-"""The ``hyperbrace`` command.
+"""``hyperbrace worker --storage URL --study NAME [--n-jobs N] [--gpus 0,1 | all]``
 
-``hyperbrace worker --storage URL --study NAME [--n-jobs N] [--gpus 0,1 | all]``
-    Join a search that runs on a database from this machine: take and run trials until its budget is used up.
-    The search's chief (the script calling ``minimize(storage=URL, ...)``) stored its model and data functions in
-    the study, so the worker needs only the URL and the study's name, plus the same packages (and the modules the
-    model imports) as the chief. Start as many as you like, on as many machines.
-
-``hyperbrace show RUN_DIR`` / ``hyperbrace show --storage URL [--study NAME]``
-    Print a search's summary: its trial counts and a table of the best trials.
+Join a search that runs on a database from this machine: take and run trials until its budget is used up.
+The search's chief (the script calling ``minimize(storage=URL, ...)``) stored its model and data functions in
+the study, so the worker needs only the URL and the study's name, plus the same packages (and the modules the
+model imports) as the chief. Start as many as you like, on as many machines.
 
 Example (the second machine of a two-machine search)::
 
@@ -23,58 +19,24 @@ import socket
 import sys
 import time
 import zlib
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import optuna
+
+from hyperbrace.cli._target import UsageError
 
 if TYPE_CHECKING:
     from hyperbrace.search import SearchPlan
     from hyperbrace.storage import RunStorage
     from hyperbrace.trial import TrialOutcome
 
-__all__ = ["main"]
+__all__ = ["register"]
 
 EXIT_ERROR = 1
-EXIT_INTERRUPTED = 130
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``hyperbrace`` command line; returns its exit status.
-
-    >>> import tempfile, optuna
-    >>> from optuna.storages.journal import JournalFileBackend
-    >>> run_dir = tempfile.mkdtemp()
-    >>> journal = optuna.storages.JournalStorage(JournalFileBackend(run_dir + "/study.journal"))
-    >>> study = optuna.create_study(study_name="demo", storage=journal)
-    >>> study.add_trial(optuna.trial.create_trial(value=0.25, user_attrs={"hb.values": {"lr": 0.01}}))
-    >>> main(["show", run_dir])  # doctest: +NORMALIZE_WHITESPACE
-    Study 'demo': 1 trials (1 complete)
-    trial loss lr
-    ----- ---- ----
-    0 0.25 0.01
-    0
-    """
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except KeyboardInterrupt:
-        print("interrupted; the running trials were failed and queued again, so the search can continue",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except _UsageError as exc:
-        parser.exit(2, f"hyperbrace {args.command}: error: {exc}\n")
-        return 2
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hyperbrace", description="Hyperparameter search with {{...}} templates: workers and reports.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     worker = commands.add_parser(
         "worker", help="join a search kept in a database and run its trials",
         description="Join a search kept in a database (started by minimize(storage=URL, ...) on any machine) and "
@@ -94,21 +56,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="how long to wait for the search to be started (default 300)")
     worker.set_defaults(run=_worker)
 
-    show = commands.add_parser(
-        "show", help="print a search's summary and its best trials",
-        description="Print a search's trial counts and a table of its best trials.",
-    )
-    show.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
-                      help="a run directory (hyperbrace-runs/<study>) or its study.journal file")
-    show.add_argument("--storage", metavar="URL", help="a database URL instead of a run directory")
-    show.add_argument("--study", metavar="NAME", help="the study's name (needed when the storage holds several)")
-    show.add_argument("--top", type=int, default=10, metavar="N", help="how many of the best trials to list")
-    show.set_defaults(run=_show)
-    return parser
 
+UsageError = UsageError
 
-class _UsageError(Exception):
-    pass
 
 
 # -- worker ---------------------------------------------------------------------------------------------------------
@@ -123,9 +73,9 @@ def _worker(args: argparse.Namespace) -> int:
     # SIGTERM (scancel, a pod's eviction) stops this worker as Ctrl-C does: running trials are queued again at once.
     worker_process.interrupt_on_sigterm()
     if "://" not in args.storage:
-        raise _UsageError(f"--storage takes a database URL (postgresql://...), got {args.storage!r}")
+        raise UsageError(f"--storage takes a database URL (postgresql://...), got {args.storage!r}")
     if args.n_jobs < 1:
-        raise _UsageError("--n-jobs must be at least 1")
+        raise UsageError("--n-jobs must be at least 1")
     gpus = _gpu_list(args.gpus, visible_gpus)
     # The model's own modules import as they do for a script started here (a console script's path lacks ".").
     if os.getcwd() not in sys.path:
@@ -165,7 +115,7 @@ def _gpu_list(text: str | None, visible_gpus: Callable[[], list[str]]) -> list[s
     if text == "all":
         found = visible_gpus()
         if not found:
-            raise _UsageError("--gpus all: this machine shows no GPU (CUDA_VISIBLE_DEVICES, nvidia-smi -L)")
+            raise UsageError("--gpus all: this machine shows no GPU (CUDA_VISIBLE_DEVICES, nvidia-smi -L)")
         return found
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -189,7 +139,7 @@ def _wait_for_plan(
             names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
             problem = f"there is no study {study_name!r} in {run_storage.description} (studies: {names or 'none'})"
         if time.monotonic() >= deadline:
-            raise _UsageError(problem)
+            raise UsageError(problem)
         if not announced:
             print(f"hyperbrace worker: waiting up to {wait:g} s: {problem}", file=sys.stderr)
             announced = True
@@ -199,44 +149,3 @@ def _wait_for_plan(
 def _print_outcome(outcome: TrialOutcome) -> None:
     loss = "" if outcome.loss is None else f" loss {outcome.loss:.6g}"
     print(f"trial {outcome.number}: {outcome.state.name.lower()}{loss} ({outcome.duration:.1f} s)", file=sys.stderr)
-
-
-# -- show -----------------------------------------------------------------------------------------------------------
-def _show(args: argparse.Namespace) -> int:
-    from hyperbrace.result import SearchResult
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if (args.run_dir is None) == (args.storage is None):
-        raise _UsageError("give a run directory, or --storage URL (and --study NAME), not both")
-    if args.storage is not None:
-        if "://" not in args.storage:
-            raise _UsageError(f"--storage takes a database URL, got {args.storage!r}; a run directory goes alone")
-        from hyperbrace.storage import _quiet_experimental
-
-        with _quiet_experimental():
-            storage = optuna.storages.RDBStorage(args.storage)
-        directory = Path("hyperbrace-runs") / (args.study or "")
-    else:
-        path = Path(args.run_dir)
-        journal = path if path.is_file() else path / "study.journal"
-        if not journal.is_file():
-            raise _UsageError(f"{path} is not a run directory: it has no study.journal")
-        from optuna.storages.journal import JournalFileBackend
-
-        storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
-        directory = journal.parent
-    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
-    name = args.study
-    if name is None:
-        if len(names) != 1:
-            raise _UsageError(f"the storage holds {len(names)} studies; pick one with --study: {', '.join(names)}")
-        name = names[0]
-    elif name not in names:
-        raise _UsageError(f"there is no study {name!r}; the storage holds: {', '.join(names) or 'none'}")
-    study = optuna.load_study(study_name=name, storage=storage)
-    print(SearchResult(study, directory).summary(top=args.top))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

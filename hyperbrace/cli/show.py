@@ -1,0 +1,43 @@
+"""``hyperbrace show RUN [--top N] [--failures]``: a search's trial counts, its best trials, and its errors."""
+
+from __future__ import annotations
+
+import argparse
+
+import optuna
+
+from hyperbrace.cli._target import UsageError, add_arguments, open_target
+
+__all__ = ["register"]
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    show = commands.add_parser(
+        "show", help="print a search's summary and its best trials",
+        description="Print a search's trial counts (every state: complete, pruned, fail, running, waiting) and a "
+                    "table of its best trials; --failures adds the failed trials' errors, grouped.",
+    )
+    add_arguments(show)
+    show.add_argument("--top", type=int, default=10, metavar="N", help="how many of the best trials to list (default 10)")
+    show.add_argument("--failures", action="store_true", help="also list the failed trials' errors, grouped by error")
+    show.set_defaults(run=_show)
+
+
+def _show(args: argparse.Namespace) -> int:
+    from hyperbrace.display import failure_groups
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.top < 1:
+        raise UsageError(f"--top {args.top}: give how many of the best trials to list, 1 or more (e.g. --top 5)")
+    target = open_target(args)
+    result = target.result()
+    print(result.summary(top=args.top))
+    if args.failures:
+        groups = failure_groups(result.study.get_trials(deepcopy=False))
+        if not groups:
+            print("\nNo failed trials.")
+        for group in groups:
+            numbers = ", ".join(str(n) for n in group.numbers)
+            print(f"\n{len(group.numbers)} failed with {group.key}\n  trials: {numbers}\n  e.g. trial "
+                  f"{group.numbers[0]}:\n    " + group.example.replace("\n", "\n    "))
+    return 0
