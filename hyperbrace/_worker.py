@@ -64,7 +64,7 @@ def write_report(path: str | None, error: BaseException) -> None:
             "type": "TemplateError", "message": error.message, "filename": error.filename, "lineno": error.lineno,
             "text": error.text, "function": error.function,
         }
-    elif type(error).__name__ != "TrialFailedError":
+    elif type(error).__name__ not in ("TrialFailedError", "StorageFullError"):
         report["message"] = "".join(traceback.format_exception(error))
     Path(path).write_text(json.dumps(report))
 
@@ -83,6 +83,7 @@ def run_plan(plan: Any, index: int, error_file: str | None = None, on_outcome: A
     """Run ``plan``'s trials in this process; returns the exit status (see the module's docstring)."""
     import optuna
 
+    from hyperbrace.journal import StorageFullError, disk_full_error, is_disk_full
     from hyperbrace.search import TrialFailedError
     from hyperbrace.template import TemplateError
 
@@ -100,6 +101,14 @@ def run_plan(plan: Any, index: int, error_file: str | None = None, on_outcome: A
         plan.run_trials(index, on_outcome=on_outcome)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        # Every worker would fail alike: the parent stops the search and says so.
+        write_report(error_file, exc if isinstance(exc, StorageFullError) else disk_full_error(plan.storage.run_dir))
+        if not error_file:
+            raise
+        return EXIT_REPORTED_ERROR
     except (TemplateError, TrialFailedError) as exc:
         write_report(error_file, exc)
         if not error_file:

@@ -36,6 +36,7 @@ Other machines
 from __future__ import annotations
 
 import base64
+import errno
 import dataclasses
 import json
 import os
@@ -56,6 +57,7 @@ from optuna.trial import TrialState
 
 from hyperbrace.budget import count_used
 from hyperbrace.display import Progress
+from hyperbrace.journal import StorageFullError
 from hyperbrace.search import SearchPlan, TrialFailedError, call_data, reap_dead_trials
 from hyperbrace.template import TemplateError
 
@@ -351,6 +353,8 @@ def _reported_error(worker: _Worker) -> BaseException | None:
         return TemplateError(message, lineno=int(report.get("lineno", 0)), **fields)
     if kind == "TrialFailedError":
         return TrialFailedError(message)
+    if kind == "StorageFullError":
+        return StorageFullError(errno.ENOSPC, message)
     return WorkerError(f"worker {worker.slot} could not run trials:\n{message}")
 
 

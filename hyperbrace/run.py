@@ -14,6 +14,7 @@ import optuna
 from hyperbrace._context import TrialContext, active, monitored_metric
 from hyperbrace.budget import counted_trials
 from hyperbrace.display import Progress, quiet_optuna_logs
+from hyperbrace.journal import StorageFullError, disk_full_error, is_disk_full
 from hyperbrace.result import SearchResult
 from hyperbrace.samplers import grid_space
 from hyperbrace.search import SearchPlan, arguments_from, call_data, call_with_data
@@ -140,6 +141,10 @@ def minimize(
             "to continue it (the interrupted trial runs again).",
             file=sys.stderr,
         )
+        raise
+    except OSError as exc:
+        if is_disk_full(exc) and not isinstance(exc, StorageFullError):
+            raise disk_full_error(run_storage.run_dir, exc) from exc
         raise
     finally:
         progress.close()

@@ -31,7 +31,7 @@ from typing import Any
 
 import optuna
 
-__all__ = ["RunStorage", "default_study_name"]
+__all__ = ["RunStorage", "default_study_name", "check_storage_url"]
 
 JOURNAL_NAME = "study.journal"
 HEARTBEAT_INTERVAL_S = 10
@@ -54,6 +54,7 @@ class RunStorage:
         if isinstance(storage, (str, os.PathLike)):
             text = os.fspath(storage)
             if "://" in text:
+                check_storage_url(text)
                 return cls(run_dir, text, retries)
             if text.endswith(".journal") or text.endswith(".log"):
                 raise ValueError(
@@ -100,9 +101,9 @@ class RunStorage:
         """Open the Optuna storage (creating the run directory and the journal file as needed)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.url is None:
-            from optuna.storages.journal import JournalFileBackend
+            from hyperbrace.journal import open_journal  # a partial last record is cut off first
 
-            return optuna.storages.JournalStorage(JournalFileBackend(str(self.journal_path)))
+            return open_journal(self.journal_path)
         kwargs: dict[str, Any] = {}
         if not self.url.startswith("sqlite"):
             # Heartbeats let any worker fail the trials of a machine that died, then run them again.
@@ -114,6 +115,29 @@ class RunStorage:
             kwargs["engine_kwargs"] = {"pool_pre_ping": True}
         with _quiet_experimental(), _schema_lock(self.url):
             return _open_rdb(self.url, kwargs)
+
+
+def check_storage_url(url: str) -> None:
+    """Raise a ValueError naming ``storage=`` unless ``url`` is a database URL SQLAlchemy can open.
+
+    >>> check_storage_url("sqlite:///study.db")
+    >>> check_storage_url("garbage://x")
+    Traceback (most recent call last):
+    ...
+    ValueError: storage='garbage://x': 'garbage' is not a database hyperbrace can keep a study in; give a URL such as 'sqlite:///study.db' or 'postgresql://user@host/db', or leave storage out to use the run directory's journal file
+    """
+    import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(url).get_dialect()
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ValueError):
+        scheme = url.split("://", 1)[0]
+        raise ValueError(
+            f"storage={_hide_password(url)!r}: {scheme!r} is not a database hyperbrace can keep a study in; give a "
+            "URL such as 'sqlite:///study.db' or 'postgresql://user@host/db', or leave storage out to use the run "
+            "directory's journal file"
+        ) from None
 
 
 def _open_rdb(url: str, kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:

@@ -18,11 +18,12 @@ import sys
 from collections.abc import Sequence
 
 from hyperbrace.cli._target import UsageError
+from hyperbrace.journal import JournalDamagedError, StorageFullError
 
 __all__ = ["main", "COMMANDS"]
 
 #: The subcommands, in the order ``hyperbrace --help`` lists them (each is the module ``hyperbrace.cli.<name>``).
-COMMANDS = ("show", "worker")
+COMMANDS = ("show", "worker", "repair")
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -55,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         parser.exit(2, f"hyperbrace {args.command}: error: {exc}\n")
         return 2
+    except (JournalDamagedError, StorageFullError) as exc:  # they say what to do; a traceback would hide it
+        print(f"hyperbrace {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -91,9 +91,9 @@ def open_storage(args: argparse.Namespace) -> tuple[optuna.storages.BaseStorage,
         elif not path.exists():
             hint = " (no such file or directory)"
         raise UsageError(f"{path} is not a run directory: it has no study.journal{hint}")
-    from optuna.storages.journal import JournalFileBackend
+    from hyperbrace.journal import open_journal
 
-    storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    storage = open_journal(journal, repair=False)  # reading: errors name the file and line; nothing is rewritten
     return storage, journal.parent, str(journal), None
 
 
