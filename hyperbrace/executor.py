@@ -347,6 +347,11 @@ def _reported_error(worker: _Worker) -> BaseException | None:
         report = json.loads(worker.error_path.read_text())
     except (OSError, ValueError):
         return None
+    return error_from_report(report, f"worker {worker.slot}")
+
+
+def error_from_report(report: dict[str, Any], who: str) -> BaseException:
+    """A worker's error report (:func:`hyperbrace._worker.write_report`) as the exception the user should see."""
     kind, message = report.get("type"), report.get("message", "")
     if kind == "TemplateError":
         fields = {k: report.get(k, "") for k in ("filename", "text", "function")}
@@ -355,7 +360,7 @@ def _reported_error(worker: _Worker) -> BaseException | None:
         return TrialFailedError(message)
     if kind == "StorageFullError":
         return StorageFullError(errno.ENOSPC, message)
-    return WorkerError(f"worker {worker.slot} could not run trials:\n{message}")
+    return WorkerError(f"{who} could not run trials:\n{message}")
 
 
 def _work_remains(study: optuna.Study, plan: SearchPlan) -> bool:

@@ -110,6 +110,11 @@ class SearchResult:
         if relative is None:
             return None
         path = self.directory / relative
+        if not path.exists() and "hb.artifact" in trial.user_attrs:
+            # Trained on another machine: the model came home through the artifact store (hyperbrace.artifacts).
+            from hyperbrace.artifacts import fetch_model
+
+            fetch_model(self.directory, trial.user_attrs["hb.artifact"])
         if not path.exists():
             raise FileNotFoundError(
                 f"trial {number}'s model was saved at {path}, which no longer exists (only the best "

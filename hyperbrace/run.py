@@ -17,7 +17,7 @@ from hyperbrace.display import Progress, quiet_optuna_logs
 from hyperbrace.journal import StorageFullError, disk_full_error, is_disk_full
 from hyperbrace.result import SearchResult
 from hyperbrace.samplers import grid_space
-from hyperbrace.search import SearchPlan, arguments_from, call_data, call_with_data
+from hyperbrace.search import BUDGET_ATTR, SearchPlan, arguments_from, call_data, call_with_data
 from hyperbrace.storage import RunStorage, default_study_name
 from hyperbrace.template import TemplateError, compile_model
 from hyperbrace.trial import TrialOutcome, TrialSettings
@@ -46,6 +46,8 @@ def minimize(
     data_args: Sequence[Any] | Mapping[str, Any] | None = None,
     retries: int = 1,
     load_options: Mapping[str, Any] | None = None,
+    cluster: Any = None,
+    reproducible: bool | int = False,
 ) -> SearchResult:
     """Search the hyperparameters marked with ``{{...}}`` in ``model`` for the lowest loss.
 
@@ -75,6 +77,13 @@ def minimize(
         data_args: arguments for ``data``.
         retries: how often a trial whose worker died or was interrupted is run again.
         load_options: keyword options for loading the best model (e.g. ``{"custom_objects": {...}}`` for Keras).
+        cluster: run the ``n_jobs`` workers on a cluster engine instead of this machine: ``"ray"``, ``"auto"``,
+            ``"ray://host:port"``, a ``dask.distributed.Client``, an executor (submitit's ``AutoExecutor``, ...),
+            or a launcher with per-trial resources (``hyperbrace.launchers.Ray(num_gpus=0.5)``). Workers reach the
+            study through a gRPC proxy this process serves, and their models come home (docs/parallel.md).
+        reproducible: the same ``seed`` gives the same configurations for any number of workers and any timing:
+            trials are sampled in batches of 8 (or of the number given) from the earlier batches only. Costs
+            wall-clock time (a batch waits for its slowest trial); off by default.
 
     Returns:
         A :class:`SearchResult`; it also unpacks as ``best_run, best_model``.
@@ -103,6 +112,15 @@ def minimize(
         max_evals = min(max_evals, size)
     gpu_ids = _gpu_ids(gpus)
     n_jobs = max(n_jobs, 1)
+    if cluster is not None and gpu_ids:
+        raise ValueError("gpus= picks GPUs of this machine; on a cluster, declare each trial's GPUs on the launcher "
+                         "instead: cluster=hyperbrace.launchers.Ray(num_gpus=1) (or Dask(client, resources={'GPU': 1}))")
+    from hyperbrace.reproducible import batch_size
+
+    batch = batch_size(reproducible)
+    if batch and not isinstance(algo, str):
+        raise ValueError(f"reproducible=True builds a fresh sampler for each trial, so algo= must be a name "
+                         f"('tpe', 'random', 'gp', 'cmaes', 'qmc'), not the sampler instance {algo!r}")
     settings = TrialSettings(
         run_dir=run_storage.run_dir, keep_models=keep_models, echo_output=verbose and n_jobs == 1,
         prune_on=prune_on, pruning=prune is not None and prune is not False,
@@ -111,10 +129,13 @@ def minimize(
         model=compiled, data=data, data_args=data_args, storage=run_storage, study_name=name, algo=algo, seed=seed,
         prune=prune, settings=settings, max_evals=max_evals,
         deadline=None if timeout is None else time.time() + timeout, n_jobs=n_jobs if not gpu_ids else len(gpu_ids),
+        reproducible=batch,
     )
     with quiet_optuna_logs(unless=verbose):
         study = plan.open_study()
     _check_same_space(study, compiled)
+    # Workers that joined earlier (hyperbrace worker) take a raised budget from here when theirs runs out.
+    study._storage.set_study_system_attr(study._study_id, BUDGET_ATTR, max_evals)
     if run_storage.url is not None:
         from hyperbrace.executor import publish_plan
 
@@ -125,7 +146,12 @@ def minimize(
         enabled=show_progress, label=name,
     )
     try:
-        if plan.n_jobs > 1 or gpu_ids:
+        if cluster is not None:
+            from hyperbrace.launchers import resolve
+            from hyperbrace.launchers._chief import run_on_cluster
+
+            run_on_cluster(plan, resolve(cluster), progress)
+        elif plan.n_jobs > 1 or gpu_ids:
             from hyperbrace.executor import run_workers
 
             run_workers(plan, progress, gpus=gpu_ids)

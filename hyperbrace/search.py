@@ -22,11 +22,14 @@ from optuna.trial import TrialState
 from hyperbrace.budget import budget_lock, count_used
 from hyperbrace.samplers import make_pruner, make_sampler
 from hyperbrace.storage import RunStorage
+from hyperbrace.tickets import claim_ticket
 from hyperbrace.template import CompiledModel
 from hyperbrace.trial import TrialOutcome, TrialSettings, execute, is_worker_alive, requeue
 
 __all__ = ["SearchPlan", "TrialFailedError", "FAILURE_STREAK"]
 
+#: The study system attribute holding the search's current ``max_evals`` (the chief sets it on every run).
+BUDGET_ATTR = "hyperbrace:max_evals"
 #: If this many first trials of a search all fail with the same error, the search stops and raises it.
 FAILURE_STREAK = 3
 #: How often a worker looks for trials whose process died (two queries on a database, so not before every trial;
@@ -52,6 +55,11 @@ class SearchPlan:
     max_evals: int = 50
     deadline: float | None = None  #: a ``time.time()`` after which no new trial starts
     n_jobs: int = 1
+    #: ``reproducible=``: trials are sampled in batches of this many from the earlier batches only (0: off).
+    reproducible: int = 0
+    #: Take trials only by claiming the chief's waiting trials (:mod:`hyperbrace.tickets`) instead of under the
+    #: budget lock: workers that reach the study through the gRPC proxy have no lock to share.
+    tickets: bool = False
     _data_cache: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -71,10 +79,17 @@ class SearchPlan:
                 done = 0
             seed = seed + done + 100_003 * worker_index
         sampler = make_sampler(self.algo, seed, self.model.sites, parallel=self.n_jobs > 1)
+        pruner = make_pruner(self.prune)
+        if self.reproducible:
+            from hyperbrace.reproducible import ReproduciblePruner, ReproducibleSampler
+
+            sites = self.model.sites
+            sampler = ReproducibleSampler(lambda s: make_sampler(self.algo, s, sites), self.seed, self.reproducible)
+            pruner = ReproduciblePruner(pruner, self.reproducible)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.create_study(
-                storage=storage, study_name=self.study_name, sampler=sampler, pruner=make_pruner(self.prune),
+                storage=storage, study_name=self.study_name, sampler=sampler, pruner=pruner,
                 direction="minimize", load_if_exists=True,
             )
 
@@ -106,17 +121,9 @@ class SearchPlan:
             if time.monotonic() - last_reaped >= REAP_INTERVAL_S:
                 reap_dead_trials(study, self.storage.retries)
                 last_reaped = time.monotonic()
-            with budget_lock(lock_path, self.storage.url):
-                # One read of the study while the lock is held (every other worker waits for it).
-                trials = study.get_trials(deepcopy=False)
-                # A trial queued again (its worker died) is counted already but still has to run: ask() takes it.
-                queued = any(t.state == TrialState.WAITING for t in trials)
-                if count_used(trials) >= self.max_evals and not queued:
-                    break
-                with warnings.catch_warnings():
-                    # Optuna warns when a heartbeat storage is used outside Study.optimize; _heartbeat beats here.
-                    warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
-                    trial = study.ask()
+            trial = claim_ticket(study) if self.tickets else self._ask(study, lock_path)
+            if trial is None:
+                break
             with _heartbeat(study, trial):
                 outcome = execute(study, trial, self.model, self.call_model, self.settings)
             outcomes.append(outcome)
@@ -124,6 +131,25 @@ class SearchPlan:
                 on_outcome(outcome)
             check_failure_streak(study, outcomes, self.model)
         return outcomes
+
+    def _ask(self, study: optuna.Study, lock_path: Any) -> optuna.Trial | None:
+        """A new trial under the budget lock, or ``None`` when the budget is used up."""
+        with budget_lock(lock_path, self.storage.url):
+            # One read of the study while the lock is held (every other worker waits for it).
+            trials = study.get_trials(deepcopy=False)
+            # A trial queued again (its worker died) is counted already but still has to run: ask() takes it.
+            queued = any(t.state == TrialState.WAITING for t in trials)
+            if count_used(trials) >= self.max_evals and not queued:
+                # A chief that ran the search again with a larger max_evals raised the study's budget since this
+                # process read its plan: take the new one.
+                budget = study._storage.get_study_system_attrs(study._study_id).get(BUDGET_ATTR, 0)
+                if count_used(trials) >= max(self.max_evals, budget):
+                    return None
+                self.max_evals = budget
+            with warnings.catch_warnings():
+                # Optuna warns when a heartbeat storage is used outside Study.optimize; _heartbeat beats here.
+                warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
+                return study.ask()
 
 
 def call_data(data: Callable[..., Any] | None, data_args: Any) -> Any:

@@ -34,6 +34,8 @@ import optuna
 __all__ = ["RunStorage", "default_study_name", "check_storage_url"]
 
 JOURNAL_NAME = "study.journal"
+#: ``storage="grpc://host:port"``: the study as a chief's gRPC storage proxy serves it (see hyperbrace.launchers).
+GRPC_SCHEME = "grpc://"
 HEARTBEAT_INTERVAL_S = 10
 GRACE_PERIOD_S = 30
 
@@ -53,6 +55,8 @@ class RunStorage:
             return cls(run_dir, None, retries)
         if isinstance(storage, (str, os.PathLike)):
             text = os.fspath(storage)
+            if text.startswith(GRPC_SCHEME):  # a chief's gRPC storage proxy (hyperbrace.launchers.proxy)
+                return cls(run_dir, text, retries)
             if "://" in text:
                 check_storage_url(text)
                 return cls(run_dir, text, retries)
@@ -104,6 +108,8 @@ class RunStorage:
             from hyperbrace.journal import open_journal  # a partial last record is cut off first
 
             return open_journal(self.journal_path)
+        if self.url.startswith(GRPC_SCHEME):
+            return open_grpc_proxy(self.url)
         kwargs: dict[str, Any] = {}
         if not self.url.startswith("sqlite"):
             # Heartbeats let any worker fail the trials of a machine that died, then run them again.
@@ -138,6 +144,20 @@ def check_storage_url(url: str) -> None:
             "URL such as 'sqlite:///study.db' or 'postgresql://user@host/db', or leave storage out to use the run "
             "directory's journal file"
         ) from None
+
+
+def open_grpc_proxy(url: str, timeout: float = 60.0) -> optuna.storages.BaseStorage:
+    """A client of a chief's gRPC storage proxy (``grpc://host:port``), once the server answers.
+
+    Workers that reach a study this way need no database credentials and no access to the journal file.
+    """
+    host, _, port = url[len(GRPC_SCHEME):].rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{url!r} is not a gRPC proxy address; write grpc://HOST:PORT, e.g. grpc://10.0.0.5:13000")
+    with _quiet_experimental():
+        proxy = optuna.storages.GrpcStorageProxy(host=host.strip("[]"), port=int(port))
+    proxy.wait_server_ready(timeout=timeout)
+    return proxy
 
 
 def _open_rdb(url: str, kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:

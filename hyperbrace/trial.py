@@ -54,6 +54,9 @@ class TrialSettings:
     echo_output: bool = False  #: also print the trial's output (it always goes to its log file)
     prune_on: str | tuple[str, str] = "val_loss"  #: the Keras metric pruned on: a name, or (name, "min" | "max")
     pruning: bool = False
+    #: An Optuna artifact store the best models are also uploaded to (workers whose run directory the chief cannot
+    #: read; see :mod:`hyperbrace.artifacts`), or None.
+    artifacts: Any = None
 
     @property
     def models_dir(self) -> Path:
@@ -83,13 +86,25 @@ class ResultError(TypeError):
     """The model function returned something that is not a loss."""
 
 
+#: Appended to :func:`worker_id` by a worker a cluster engine started: the chief's name for that launch, so the
+#: chief can fail the running trial of a launch the engine reports lost (a node gone, a job cancelled).
+_worker_tag = ""
+
+
+def set_worker_tag(tag: str) -> None:
+    """Name this process's launch in its trials' ``hb.worker`` (see :data:`_worker_tag`)."""
+    global _worker_tag
+    _worker_tag = tag
+
+
 def worker_id() -> str:
-    """``host:pid:start``: identifies this process, so a dead worker's running trials can be found.
+    """``host:pid:start[:launch]``: identifies this process, so a dead worker's running trials can be found.
 
     >>> worker_id().count(":")
     2
     """
-    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
+    base = f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
+    return f"{base}:{_worker_tag}" if _worker_tag else base
 
 
 def _process_start(pid: int) -> str:
@@ -342,6 +357,13 @@ def _save_if_top(
         return None
     relative = str(path.relative_to(settings.run_dir))
     trial.set_user_attr("hb.model", relative)
+    if settings.artifacts is not None:
+        from hyperbrace.artifacts import upload_model
+
+        try:
+            upload_model(trial, path, settings.run_dir, settings.artifacts)
+        except Exception as exc:  # the chief unreachable for a moment must not lose the trial's result
+            trial.set_user_attr("hb.model_error", f"upload: {type(exc).__name__}: {exc}"[:_ERROR_CHARS])
     # Keep the best others, this one, and any running trial's (another worker may be saving it right now). Decide
     # on one snapshot taken after the save: a trial that another worker finished while this one was saving is
     # complete by now, and in the list read before saving it was still running; read in two steps, it would be in
@@ -354,6 +376,13 @@ def _save_if_top(
         number = file.stem.partition("-")[2]
         if number.isdigit() and int(number) not in keep:
             _remove(file)
+    if settings.artifacts is not None:
+        from hyperbrace.artifacts import ARTIFACT_ATTR, remove_model
+
+        # A saved model pushes at most a few others out of the top (one each, plus those finishing meanwhile).
+        for t in finished[settings.keep_models - 1: settings.keep_models + 8]:
+            if t.number != trial.number and ARTIFACT_ATTR in t.user_attrs:
+                remove_model(settings.artifacts, t.user_attrs[ARTIFACT_ATTR])
     return relative
 
 

@@ -1,0 +1,57 @@
+"""Exact budgets without a shared lock: the chief queues one waiting trial per remaining trial, workers claim them.
+
+Local workers and database workers keep ``max_evals`` exact with the budget lock (:mod:`hyperbrace.budget`): a file
+lock or a PostgreSQL advisory lock. Workers started by a cluster engine reach the study only through the chief's
+gRPC storage proxy: no file, no database session, so no lock. For them the chief *issues tickets*: it queues
+``max_evals - used`` waiting trials (Optuna's ``enqueue_trial`` with no fixed parameter), and a worker takes a trial
+only by claiming a waiting one, which the storage does atomically (``WAITING -> RUNNING`` succeeds for exactly one
+claimant, as in Optuna's own ``Study.ask``). A worker that finds nothing to claim is done. Only the chief creates
+trials, so the study never holds more than ``max_evals``; a chief that raises the budget issues more tickets, and
+workers still running take them.
+
+A ticket counts as used (it is a waiting trial, like a retry), so a run stopped with tickets left resumes them.
+
+>>> import optuna
+>>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+>>> study = optuna.create_study()
+>>> issue_tickets(study, max_evals=2)
+2
+>>> trial = claim_ticket(study)
+>>> trial.number, pending_tickets(study)
+(0, 1)
+"""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState
+
+from hyperbrace.budget import count_used
+
+__all__ = ["issue_tickets", "claim_ticket", "pending_tickets"]
+
+
+def issue_tickets(study: optuna.Study, max_evals: int) -> int:
+    """Queue waiting trials until the study's used budget reaches ``max_evals``. Returns how many were queued."""
+    missing = max_evals - count_used(study.get_trials(deepcopy=False))
+    for _ in range(max(0, missing)):
+        study.enqueue_trial({}, skip_if_exists=False)
+    return max(0, missing)
+
+
+def pending_tickets(study: optuna.Study) -> int:
+    """Waiting trials (tickets and queued retries) not yet claimed."""
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def claim_ticket(study: optuna.Study) -> optuna.Trial | None:
+    """Claim the lowest-numbered waiting trial (``None`` when none is left) and return it as a running trial."""
+    study._thread_local.cached_all_trials = None  # samplers read the study afresh for each trial (as in ask())
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            if not study._storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
+                continue  # another worker claimed it first
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        return optuna.Trial(study, frozen._trial_id)
+    return None
