@@ -23,6 +23,7 @@ number, so a run with failures samples later batches from a different history th
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -38,6 +39,8 @@ __all__ = ["ReproducibleSampler", "ReproduciblePruner", "batch_size", "DEFAULT_B
 DEFAULT_BATCH = 8
 POLL_S = 0.05
 _UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
+# Each trial's shadow study is a new in-memory study: not worth an INFO line each.
+logging.getLogger("optuna.storages._in_memory").setLevel(logging.WARNING)
 
 
 def batch_size(reproducible: bool | int) -> int:
