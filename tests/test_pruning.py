@@ -24,24 +24,9 @@ from hyperbrace import STATUS_OK, choice, minimize  # noqa: E402,F401
 from hyperbrace._context import PruningWarning, monitored_metric  # noqa: E402
 from hyperbrace.integrations import keras as keras_integration  # noqa: E402
 from hyperbrace.samplers import make_pruner  # noqa: E402
+from helpers.in_order import InOrder  # noqa: E402
 
 EPOCHS = 4
-
-
-class InOrder(optuna.samplers.BaseSampler):
-    """Trial ``n`` takes ``values[name][n]``: the test decides which configuration runs when."""
-
-    def __init__(self, **values: list) -> None:
-        self.values = values
-
-    def infer_relative_search_space(self, study, trial):
-        return {}
-
-    def sample_relative(self, study, trial, search_space):
-        return {}
-
-    def sample_independent(self, study, trial, name, distribution):
-        return self.values[name][trial.number]
 
 
 def data():

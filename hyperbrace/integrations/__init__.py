@@ -6,7 +6,8 @@ without Keras or PyTorch installed.
 
 Each integration module offers:
 
-* ``FRAMEWORK``: the top-level module name it serves (``"keras"``, ``"torch"``);
+* ``FRAMEWORK``: the framework it serves (``"keras"``, ``"lightning"``, ``"torch"``); it is active when one of
+  its modules (``_FRAMEWORKS``) is imported;
 * ``SUFFIX``: the file suffix of a saved model;
 * ``is_model(obj)``, ``save(obj, stem) -> Path``, ``load(path)``;
 * ``before_trial(context)`` and ``after_trial(context)``: hooks around every trial (e.g. Keras' pruning callback
@@ -21,15 +22,20 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-_MODULES = ("hyperbrace.integrations.keras", "hyperbrace.integrations.torch")
-_FRAMEWORKS = {"hyperbrace.integrations.keras": "keras", "hyperbrace.integrations.torch": "torch"}
+# Lightning before PyTorch: a LightningModule is also a torch.nn.Module, and the more specific integration wins.
+_MODULES = ("hyperbrace.integrations.keras", "hyperbrace.integrations.lightning", "hyperbrace.integrations.torch")
+_FRAMEWORKS = {
+    "hyperbrace.integrations.keras": ("keras",),
+    "hyperbrace.integrations.lightning": ("lightning.pytorch", "pytorch_lightning"),
+    "hyperbrace.integrations.torch": ("torch",),
+}
 # Known without importing the integration (which would import its framework).
 _SUFFIXES = {".keras": "hyperbrace.integrations.keras", ".pt": "hyperbrace.integrations.torch"}
 
 
 def active() -> list[ModuleType]:
     """The integrations whose framework the running program has imported."""
-    return [importlib.import_module(m) for m in _MODULES if _FRAMEWORKS[m] in sys.modules]
+    return [importlib.import_module(m) for m in _MODULES if any(name in sys.modules for name in _FRAMEWORKS[m])]
 
 
 def for_model(obj: Any) -> ModuleType:
