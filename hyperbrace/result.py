@@ -7,6 +7,7 @@ It unpacks like Hyperas' return value::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from optuna.trial import TrialState
 
 from hyperbrace import integrations
 from hyperbrace.display import state_counts, trials_table
+from hyperbrace.metric import metric_of
 
 __all__ = ["SearchResult", "TrialRecord"]
 
@@ -148,6 +150,95 @@ class SearchResult:
         if saved:
             head += f"\n{saved}"
         return f"{head}\n{trials_table(trials, top)}"
+
+    # -- exports ---------------------------------------------------------------------------------------------------
+    def trials_dataframe(self) -> Any:
+        """Every trial as a pandas DataFrame, one row per trial: number, state, the loss (or the maximized metric,
+        as returned), each hyperparameter's real value, duration, epochs, error, model file, start, worker.
+
+        Needs pandas (``pip install hyperbrace[report]``). Optuna's own ``result.study.trials_dataframe()`` gives
+        the engine's raw values instead.
+        """
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError("trials_dataframe() needs pandas: pip install 'hyperbrace[report]'") from None
+        from hyperbrace.htmlreport.data import trial_rows
+
+        rows = trial_rows(self.study, self.directory)
+        return pandas.DataFrame(rows).set_index("trial") if rows else pandas.DataFrame()
+
+    def export_best(self, format: str = "json") -> str:
+        """The best trial's real values as text to paste elsewhere: ``"json"``, ``"yaml"`` or ``"python"`` (a
+        snippet that also runs the configuration again with :func:`hyperbrace.evaluate`)."""
+        from hyperbrace.export import best_as
+
+        return best_as(self.study, format)
+
+    # -- the report and its figures ----------------------------------------------------------------------------
+    def report(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """Write the search's HTML report (one file; it opens offline) and return its path.
+
+        By default ``<run directory>/report.html``. Needs Plotly and pandas (``pip install hyperbrace[report]``).
+        """
+        from hyperbrace.htmlreport import write_report
+
+        return write_report(self.study, path or self.directory / "report.html", self.directory)
+
+    def _figure(self, key: str) -> Any:
+        from hyperbrace.htmlreport import figure
+
+        return figure(self.study, key)
+
+    def plot_history(self) -> Any:
+        """Plotly figure: each completed trial's loss and the best so far (shows inline in a notebook)."""
+        return self._figure("history")
+
+    def plot_importances(self) -> Any:
+        """Plotly figure: the hyperparameters' importances (Optuna's PED-ANOVA)."""
+        return self._figure("importances")
+
+    def plot_parallel_coordinates(self) -> Any:
+        """Plotly figure: every completed trial across its hyperparameters, coloured by the loss."""
+        return self._figure("parallel")
+
+    def plot_slices(self) -> Any:
+        """Plotly figure: the loss against each hyperparameter's value."""
+        return self._figure("slices")
+
+    def plot_learning_curves(self) -> Any:
+        """Plotly figure: each trial's reported values by epoch, pruned trials marked where they stopped."""
+        return self._figure("curves")
+
+    def plot_timeline(self) -> Any:
+        """Plotly figure: when each trial ran, one row per worker process."""
+        return self._figure("timeline")
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows a result as its counts and a table of the best trials."""
+        import html
+
+        trials = self.study.get_trials(deepcopy=False)
+        top = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
+                     key=lambda t: t.value)[:10]
+        metric = metric_of(self.study)
+        names: list[str] = []
+        for t in top:
+            for name in t.user_attrs.get("hb.values", t.params):
+                if name not in names:
+                    names.append(name)
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in ["trial", metric.name, *names])
+        rows = []
+        for t in top:
+            values = t.user_attrs.get("hb.values", t.params)
+            cells = [str(t.number), f"{metric.show(t.value):.6g}", *(str(values.get(n, "")) for n in names)]
+            rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        table = (f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>" if rows
+                 else "<p>No completed trial yet.</p>")
+        caption = (f"<p><b>{html.escape(self.study.study_name)}</b>: {len(trials)} trials "
+                   f"({html.escape(state_counts(trials))}); the best {len(top)} by {html.escape(metric.name)}; "
+                   f"run directory <code>{html.escape(str(self.directory))}</code></p>")
+        return caption + table
 
     # -- Hyperas-style unpacking --------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:

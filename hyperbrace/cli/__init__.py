@@ -17,13 +17,15 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+import optuna
+
 from hyperbrace.cli._target import UsageError
 from hyperbrace.journal import JournalDamagedError, StorageFullError
 
 __all__ = ["main", "COMMANDS"]
 
 #: The subcommands, in the order ``hyperbrace --help`` lists them (each is the module ``hyperbrace.cli.<name>``).
-COMMANDS = ("show", "worker", "repair")
+COMMANDS = ("ls", "show", "trials", "best", "report", "dashboard", "rm", "worker", "repair")
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -65,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hyperbrace", description="Hyperparameter search with {{...}} templates: workers and reports.",
     )
+    from hyperbrace import __version__
+
+    parser.add_argument("--version", action="version", version=f"hyperbrace {__version__} (optuna {optuna.__version__})")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"hyperbrace.cli.{name}").register(commands)
