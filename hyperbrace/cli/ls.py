@@ -89,10 +89,10 @@ def _ls(args: argparse.Namespace) -> int:
         if not directory.is_dir():
             raise UsageError(f"{directory} is not a directory (give the folder holding the run directories, "
                              f"by default {DEFAULT_DIRECTORY}, or a database URL)")
-        from optuna.storages.journal import JournalFileBackend
+        from hyperbrace.journal import open_journal
 
         for journal in _journals(directory):
-            storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+            storage = open_journal(journal, repair=False)
             rows += study_lines(storage, str(journal.parent))
     if not rows:
         print(f"no studies in {args.where}")
