@@ -21,6 +21,8 @@ from hyperbrace.htmlreport import write_report
 from tests.helpers.browser import chromium_path, launch, open_report
 
 REPO = Path(__file__).resolve().parents[1]
+# End-to-end (a real browser, real searches): in `make test`, not in the seconds-long unit run.
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 PLOTS = {"history", "importances", "parallel", "slices", "curves", "timeline"}
 
 
