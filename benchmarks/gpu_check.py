@@ -7,7 +7,9 @@ Runs a tiny PyTorch search (a two-layer network on random data, a few hundred st
 1. ``minimize(..., gpus="all")``: one worker process per visible GPU, each seeing only its own through
    ``CUDA_VISIBLE_DEVICES``;
 2. if Ray is importable: ``minimize(..., cluster=hyperbrace.launchers.Ray(num_gpus=...))`` on a local Ray cluster,
-   first with one GPU per trial, then with half a GPU per trial (two trials share one GPU).
+   first with one GPU per trial, then with half a GPU per trial (two trials share one GPU);
+3. if Dask is importable: ``minimize(..., n_jobs=2, cluster=Dask(client, resources={"GPU": 1}))`` on a LocalCluster
+   whose one worker declares one GPU, so the two worker loops must take turns on it.
 
 Each trial records the ``CUDA_VISIBLE_DEVICES`` it saw, the device torch trained on (name, index, bus id) and whether
 the trained parameters really lived on CUDA; the script prints one line per trial and a verdict per run, and exits 1
@@ -144,6 +146,23 @@ def main() -> int:
                 lines = report(f"minimize(cluster=Ray(num_gpus={per_trial})): {n} trials", result, whole_gpus=whole)
                 failed |= any("PROBLEM" in line for line in lines)
                 say(*lines)
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        say("Dask is not importable: the Dask resources check is skipped")
+    else:
+        from hyperbrace.launchers import Dask
+
+        # One Dask worker per GPU, each declaring one "GPU" resource: a trial asks for GPU=1, so at most one trial
+        # runs per GPU. (A LocalCluster cannot give its workers different CUDA_VISIBLE_DEVICES, so with several GPUs
+        # dask-cuda's LocalCUDACluster is the real set-up; with one GPU this checks the resource accounting.)
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, resources={"GPU": 1},
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            result = minimize(tiny_torch_search, max_evals=n, n_jobs=2, cluster=Dask(client, resources={"GPU": 1}),
+                              directory=directory, study_name="dask-gpus", show_progress=False, seed=0, prune=None)
+        lines = report(f'minimize(cluster=Dask(client, resources={{"GPU": 1}})): {n} trials', result, whole_gpus=True)
+        failed |= any("PROBLEM" in line for line in lines)
+        say(*lines)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text("\n".join(out) + "\n")
