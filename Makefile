@@ -26,7 +26,7 @@ test: setup
 
 # Unit tests only (seconds).
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow and not postgres"
+	$(BIN)/python -m pytest -q -m "not slow and not postgres and not faults"
 
 # The article's example on a stand-in data set, scaled to finish in a few minutes on a laptop CPU.
 demo: setup

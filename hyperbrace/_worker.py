@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import json
 import os
 import pickle
@@ -92,7 +93,7 @@ def run_plan(plan: Any, index: int, error_file: str | None = None, on_outcome: A
         plan.load_data()
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except Exception as exc:  # noqa: BLE001  (data() failing would fail every trial: report it, do not retry)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001  (data() failing fails every trial: report, no retry)
         write_report(error_file, exc)
         if not error_file:
             raise
@@ -128,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     # passes SIGINT down as ignored, and Python then never raises KeyboardInterrupt: handle it explicitly.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     interrupt_on_sigterm()
+    # A crash (SIGSEGV in native code, an abort) dumps every thread's stack: into the trial's log while a trial
+    # runs (hyperbrace.trial), into this worker's log (its stderr) otherwise; the parent shows both.
+    faulthandler.enable(all_threads=True)
     if args.parent_pid:
         _exit_with_parent(args.parent_pid)
     try:
@@ -141,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = prepare(plan)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except Exception as exc:  # noqa: BLE001
+    except (Exception, SystemExit) as exc:  # noqa: BLE001
         write_report(args.error_file, exc)
         return EXIT_REPORTED_ERROR
     return run_plan(plan, args.index, args.error_file)

@@ -4,8 +4,9 @@ A process takes a trial only while holding the study's budget lock: it counts th
 and asks the engine for a new one only if some remain. So ``max_evals`` is honoured exactly, however many workers
 there are, and a re-run of a killed search continues the count.
 
-What counts: every trial, finished or running, except a failed trial that is being run again (a trial whose
-worker died or was interrupted is failed and queued again; the copy counts in its place).
+What counts: every trial, finished, running or queued, except a failed trial that is being run again (a trial
+whose worker died or was interrupted is failed and queued again; the copy counts in its place). A configuration
+that ran several times counts once: only the last of its series (Optuna's ``retry_history``) counts.
 
 >>> import optuna
 >>> study = optuna.create_study()
@@ -31,11 +32,12 @@ _thread_lock = threading.Lock()
 
 
 def _retried_numbers(trials: list[optuna.trial.FrozenTrial]) -> set[int]:
-    retried = set()
+    retried: set[int] = set()
     for trial in trials:
         number = trial.system_attrs.get("failed_trial")
         if number is not None:
             retried.add(number)
+        retried.update(trial.system_attrs.get("retry_history", ()))  # every earlier run of the configuration
     return retried
 
 

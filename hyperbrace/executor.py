@@ -55,10 +55,11 @@ import cloudpickle
 import optuna
 from optuna.trial import TrialState
 
-from hyperbrace.budget import count_used
+from hyperbrace.budget import budget_lock, count_used
 from hyperbrace.display import Progress
 from hyperbrace.journal import StorageFullError
-from hyperbrace.search import SearchPlan, TrialFailedError, call_data, reap_dead_trials
+from hyperbrace.recovery import describe_exit, is_worker_alive, reap_dead_trials, worker_id
+from hyperbrace.search import SearchPlan, TrialFailedError, call_data
 from hyperbrace.template import TemplateError
 
 __all__ = [
@@ -284,6 +285,10 @@ class _Worker:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def death(self) -> tuple[int, str]:
+        """What the reaper needs to explain this (dead) worker's running trial: exit status and last output."""
+        return self.process.returncode, self.tail(40)
+
 
 class _Pool:
     def __init__(self, plan: SearchPlan, session: Path, payload: Path, n_workers: int, gpus: Sequence[str],
@@ -308,8 +313,11 @@ class _Pool:
         self.launches += 1
         log_path = self.session / f"worker-{launch}.log"
         error_path = self.session / f"worker-{launch}.error.json"
+        # Its index seeds its sampler: a replacement gets a new one (its own stream, not a replay of the dead
+        # worker's draws); without deaths the indexes are the slots, so a seeded search is reproducible.
+        index = self.first_index + (slot if launch < self.n_workers else launch)
         command = [
-            sys.executable, "-m", "hyperbrace._worker", str(self.payload), str(self.first_index + slot),
+            sys.executable, "-m", "hyperbrace._worker", str(self.payload), str(index),
             "--error-file", str(error_path), "--parent-pid", str(os.getpid()),
         ]
         with open(log_path, "wb") as log:
@@ -378,6 +386,36 @@ def _show_progress(progress: Progress | None, study: optuna.Study) -> None:
     progress.advance(count_used(trials), min(values) if values else None)
 
 
+OWNER_FILE = "owner"  #: in a session folder: the process that made it (``host:pid:start``)
+
+
+def remove_dead_sessions(workers_dir: Path) -> list[Path]:
+    """Remove the session folders (plan, shared data) that searches killed before they could clean up left in
+    ``workers_dir``: only those whose owner process, on this host, is gone. Returns the folders removed.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "1-1").mkdir(); _ = (root / "1-1" / OWNER_FILE).write_text("%s:999999999:1" % worker_id().split(":")[0])
+    >>> (root / "2-2").mkdir(); _ = (root / "2-2" / OWNER_FILE).write_text(worker_id())
+    >>> [p.name for p in remove_dead_sessions(root)], sorted(p.name for p in root.iterdir())
+    (['1-1'], ['2-2'])
+    """
+    removed = []
+    try:
+        sessions = list(workers_dir.iterdir())
+    except OSError:
+        return removed
+    for session in sessions:
+        try:
+            owner = (session / OWNER_FILE).read_text().strip()
+        except OSError:
+            continue  # being created right now, or not one of ours: leave it
+        if is_worker_alive(owner) is False:  # None (another host's, on a shared disk): leave it
+            shutil.rmtree(session, ignore_errors=True)
+            removed.append(session)
+    return removed
+
+
 def run_workers(
     plan: SearchPlan,
     progress: Progress | None = None,
@@ -398,14 +436,25 @@ def run_workers(
     trials = study.get_trials(deepcopy=False)
     remaining = plan.max_evals - count_used(trials) + sum(t.state == TrialState.WAITING for t in trials)
     n_workers = max(1, min(n_workers, remaining))  # no process started for nothing (8 workers, 3 trials left)
+    remove_dead_sessions(plan.storage.run_dir / ".workers")
     session = plan.storage.run_dir / ".workers" / f"{os.getpid()}-{time.time_ns()}"
     session.mkdir(parents=True)
+    (session / OWNER_FILE).write_text(worker_id())
     # Dead workers are replaced, but a worker that dies at once every time (a crashing extension, too little
     # memory for even one trial) must not be restarted forever.
     max_replacements = max(4, 2 * n_workers)
     replacements = 0
+    deaths: list[str] = []
+
+    def reap(dead: list[_Worker]) -> None:
+        """Close the dead workers' running trials (under the budget lock, as every reaper)."""
+        with budget_lock(plan.storage.budget_lock_path, plan.storage.url):
+            reap_dead_trials(study, plan.storage.retries, plan.settings.logs_dir,
+                             {w.process.pid: w.death() for w in dead})
+
     try:
-        shared = share_data(plan, session / "data")
+        # Every worker seeds its sampler from the trials the study had when this run began (reproducible).
+        shared = share_data(dataclasses.replace(plan, resume=len(trials)), session / "data")
         payload = session / "plan.pickle"
         with open(payload, "wb") as file:
             # The worker reads the import path first, so the plan's modules import there as they do here.
@@ -428,19 +477,20 @@ def run_workers(
                         pool.stop()
                         raise error
                     # It died (killed, out of memory, crashed): fail its running trial, queue it again, replace it.
-                    reap_dead_trials(study, plan.storage.retries)
+                    deaths.append(describe_exit(status))
+                    reap([worker])
                     if not _work_remains(study, plan):
                         continue
                     if replacements >= max_replacements:
                         pool.stop()
                         raise WorkerError(
-                            f"{replacements + 1} worker processes died (last exit status {status}); stopping. "
+                            f"{replacements + 1} worker processes died ({'; '.join(deaths[-5:])}); stopping. "
                             f"The last one's output:\n{worker.tail()}"
                         )
                     replacements += 1
                     pool.start(worker.slot)
                 if not pool.alive:
-                    reap_dead_trials(study, plan.storage.retries)
+                    reap(pool.workers)
                     if not _work_remains(study, plan):
                         break
                     if replacements >= max_replacements:
@@ -452,7 +502,7 @@ def run_workers(
             pool.stop()
             raise
         finally:
-            reap_dead_trials(study, plan.storage.retries)
+            reap([w for w in pool.workers if w.process.poll() is not None])
             _show_progress(progress, study)
     finally:
         shutil.rmtree(session, ignore_errors=True)

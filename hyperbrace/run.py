@@ -75,7 +75,8 @@ def minimize(
         show_progress: show a progress bar and, at the end, a table of the best trials.
         verbose: also print each trial's output (it always goes to ``logs/trial-NNNNN.log``).
         data_args: arguments for ``data``.
-        retries: how often a trial whose worker died or was interrupted is run again.
+        retries: how often a configuration whose process crashed (a segfault, out of memory) is run again. An
+            interrupted one (Ctrl-C, a killed search) always runs again and counts once (docs/parallel.md).
         load_options: keyword options for loading the best model (e.g. ``{"custom_objects": {...}}`` for Keras).
         cluster: run the ``n_jobs`` workers on a cluster engine instead of this machine: ``"ray"``, ``"auto"``,
             ``"ray://host:port"``, a ``dask.distributed.Client``, an executor (submitit's ``AutoExecutor``, ...),

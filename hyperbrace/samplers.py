@@ -8,15 +8,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import optuna
 
 from hyperbrace.template import TemplateSite
 
-__all__ = ["SAMPLERS", "PRUNERS", "make_sampler", "make_pruner", "grid_space"]
+__all__ = ["SAMPLERS", "PRUNERS", "make_sampler", "make_pruner", "grid_space", "reseed"]
 
 SAMPLERS = ("tpe", "random", "gp", "cmaes", "grid", "qmc")
 PRUNERS = ("asha", "hyperband", "median", None)
@@ -89,6 +90,50 @@ def make_sampler(
         if name == "grid":
             return _AskTellGridSampler(grid_space(sites), seed=seed)
     raise ValueError(f"algo={algo!r} is not a known search algorithm; use one of {SAMPLERS} or an Optuna sampler")
+
+
+def _random_states(obj: Any, seen: set[int], depth: int = 0) -> Iterator[Any]:
+    """The NumPy random generators inside a sampler (and the samplers it holds), in a fixed order."""
+    import numpy
+
+    if id(obj) in seen or depth > 4:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, numpy.random.RandomState):
+        yield obj
+        return
+    if isinstance(obj, optuna.samplers._lazy_random_state.LazyRandomState):
+        if obj._rng is not None:  # not drawn from yet and unseeded: each process seeds it itself (OS entropy)
+            yield obj._rng
+        return
+    if isinstance(obj, optuna.samplers.BaseSampler):
+        for name in sorted(vars(obj)):
+            yield from _random_states(vars(obj)[name], seen, depth + 1)
+
+
+def reseed(sampler: optuna.samplers.BaseSampler, *salt: object) -> optuna.samplers.BaseSampler:
+    """Give ``sampler``'s random generators new seeds, derived from their current state and ``salt``.
+
+    A sampler instance given to a search with several workers is copied into each of them, random state included,
+    so without this every worker would draw the same configurations. Reseeded with the worker's index and the
+    search's resume point as ``salt``, each worker gets its own stream, and a seeded sampler stays reproducible
+    (Optuna's own ``reseed_rng()`` seeds from the operating system's entropy instead).
+
+    >>> a = reseed(optuna.samplers.RandomSampler(seed=0), 1, 0)
+    >>> b = reseed(optuna.samplers.RandomSampler(seed=0), 1, 0)
+    >>> c = reseed(optuna.samplers.RandomSampler(seed=0), 2, 0)
+    >>> a._rng.rng.rand() == b._rng.rng.rand() != c._rng.rng.rand()
+    True
+    """
+    states = list(_random_states(sampler, set()))
+    digest = hashlib.sha256(repr(salt).encode())
+    for state in states:
+        kind, keys, position, *_ = state.get_state()
+        digest.update(f"{kind}:{position}:".encode() + keys.tobytes())
+    base = digest.hexdigest()
+    for i, state in enumerate(states):
+        state.seed(int(hashlib.sha256(f"{base}:{i}".encode()).hexdigest()[:8], 16))
+    return sampler
 
 
 def make_pruner(prune: Any) -> optuna.pruners.BasePruner:

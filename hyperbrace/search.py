@@ -7,6 +7,7 @@ processes and machines run exactly the same loop: take a trial under the budget 
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import threading
@@ -19,14 +20,16 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from hyperbrace import _process_state
 from hyperbrace.budget import budget_lock, count_used
-from hyperbrace.samplers import make_pruner, make_sampler
+from hyperbrace.recovery import claim, reap_dead_trials, release
+from hyperbrace.samplers import make_pruner, make_sampler, reseed
 from hyperbrace.storage import RunStorage
 from hyperbrace.tickets import claim_ticket
 from hyperbrace.template import CompiledModel
-from hyperbrace.trial import TrialOutcome, TrialSettings, execute, is_worker_alive, requeue
+from hyperbrace.trial import TrialOutcome, TrialSettings, execute
 
-__all__ = ["SearchPlan", "TrialFailedError", "FAILURE_STREAK"]
+__all__ = ["SearchPlan", "TrialFailedError", "FAILURE_STREAK", "reap_dead_trials"]
 
 #: The study system attribute holding the search's current ``max_evals`` (the chief sets it on every run).
 BUDGET_ATTR = "hyperbrace:max_evals"
@@ -60,6 +63,9 @@ class SearchPlan:
     #: Take trials only by claiming the chief's waiting trials (:mod:`hyperbrace.tickets`) instead of under the
     #: budget lock: workers that reach the study through the gRPC proxy have no lock to share.
     tickets: bool = False
+    #: how many trials the study had when this run began (set for worker processes, so that all of them seed
+    #: their samplers alike); ``None``: read from the study when it is opened
+    resume: int | None = None
     _data_cache: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -70,15 +76,22 @@ class SearchPlan:
     # -- study -----------------------------------------------------------------------------------------------------
     def open_study(self, worker_index: int = 0, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
         storage = storage or self.storage.open()
+        # A resumed run or another worker must not replay the same random draws as the first run (or worker).
+        resume = self.resume
+        if resume is None and (self.seed is not None or isinstance(self.algo, optuna.samplers.BaseSampler)):
+            try:
+                resume = len(optuna.load_study(study_name=self.study_name, storage=storage).trials)
+            except KeyError:
+                resume = 0
         seed = self.seed
         if seed is not None:
-            # A resumed run or another worker must not replay the same random draws as the first run.
-            try:
-                done = len(optuna.load_study(study_name=self.study_name, storage=storage).trials)
-            except KeyError:
-                done = 0
-            seed = seed + done + 100_003 * worker_index
+            seed = seed + resume + 100_003 * worker_index
         sampler = make_sampler(self.algo, seed, self.model.sites, parallel=self.n_jobs > 1)
+        if sampler is self.algo and (worker_index or resume):
+            # A sampler instance: its state is the same in every worker (copied with the plan), and the same at
+            # every start of a script; give each worker and each resume its own reproducible stream.
+            # (A copy: the caller's instance is left as it was.)
+            sampler = reseed(copy.deepcopy(sampler), worker_index, resume)
         pruner = make_pruner(self.prune)
         if self.reproducible:
             from hyperbrace.reproducible import ReproduciblePruner, ReproducibleSampler
@@ -111,33 +124,71 @@ class SearchPlan:
         on_outcome: Callable[[TrialOutcome], None] | None = None,
         study: optuna.Study | None = None,
     ) -> list[TrialOutcome]:
-        """Take and run trials until the budget or the deadline is used up. Returns this process's outcomes."""
+        """Take and run trials until the budget or the deadline is used up. Returns this process's outcomes.
+
+        The process is left as found (logging, warnings, signal handlers, ``sys.stdout``; see
+        :mod:`hyperbrace._process_state`), and no trial is left RUNNING by an interrupt at any point
+        (:mod:`hyperbrace.recovery`).
+        """
+        with _process_state.preserved():
+            return self._run_trials(worker_index, on_outcome, study)
+
+    def _run_trials(
+        self,
+        worker_index: int,
+        on_outcome: Callable[[TrialOutcome], None] | None,
+        study: optuna.Study | None,
+    ) -> list[TrialOutcome]:
         study = study or self.open_study(worker_index)
         self.load_data()
         outcomes: list[TrialOutcome] = []
         lock_path = self.storage.budget_lock_path
         last_reaped = -math.inf
         while self.deadline is None or time.time() < self.deadline:
-            if time.monotonic() - last_reaped >= REAP_INTERVAL_S:
-                reap_dead_trials(study, self.storage.retries)
+            claimed: list[int] = []
+            reap = time.monotonic() - last_reaped >= REAP_INTERVAL_S
+            if reap:
                 last_reaped = time.monotonic()
-            trial = claim_ticket(study) if self.tickets else self._ask(study, lock_path)
-            if trial is None:
-                break
-            with _heartbeat(study, trial):
-                outcome = execute(study, trial, self.model, self.call_model, self.settings)
+            try:
+                if self.tickets:
+                    if reap:
+                        reap_dead_trials(study, self.storage.retries, self.settings.logs_dir)
+                    trial = claim_ticket(study)
+                    if trial is not None:
+                        claimed.append(trial._trial_id)
+                else:
+                    trial = self._ask(study, lock_path, claimed, reap)
+                if trial is None:
+                    break
+                with _heartbeat(study, trial):
+                    outcome = execute(study, trial, self.model, self.call_model, self.settings)
+            except BaseException as exc:
+                # Interrupted between claiming the trial and running it (or anywhere execute() did not close it):
+                # not the configuration's doing, so it runs again.
+                reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"the search stopped ({exc!r:.300})"
+                for trial_id in claimed:
+                    try:
+                        release(study, trial_id, reason)
+                    except Exception:  # noqa: BLE001  (a full disk, a lost database: the next reaper closes it)
+                        pass
+                raise
             outcomes.append(outcome)
             if on_outcome is not None:
                 on_outcome(outcome)
             check_failure_streak(study, outcomes, self.model)
         return outcomes
 
-    def _ask(self, study: optuna.Study, lock_path: Any) -> optuna.Trial | None:
-        """A new trial under the budget lock, or ``None`` when the budget is used up."""
+    def _ask(self, study: optuna.Study, lock_path: Any, claimed: list[int], reap: bool) -> optuna.Trial | None:
+        """A new trial under the budget lock (owned from the start: :func:`hyperbrace.recovery.claim`), or ``None``
+        when the budget is used up. ``reap``: close dead processes' and ownerless trials first."""
         with budget_lock(lock_path, self.storage.url):
+            if reap:
+                # Under the lock: every claimer holds it from creating a trial to owning it, so a RUNNING trial
+                # without an owner here is one that a killed search (or an older version) left behind.
+                reap_dead_trials(study, self.storage.retries, self.settings.logs_dir, unowned=True)
             # One read of the study while the lock is held (every other worker waits for it).
             trials = study.get_trials(deepcopy=False)
-            # A trial queued again (its worker died) is counted already but still has to run: ask() takes it.
+            # A trial queued again (its worker died) is counted already but still has to run: claim() takes it.
             queued = any(t.state == TrialState.WAITING for t in trials)
             if count_used(trials) >= self.max_evals and not queued:
                 # A chief that ran the search again with a larger max_evals raised the study's budget since this
@@ -146,10 +197,7 @@ class SearchPlan:
                 if count_used(trials) >= max(self.max_evals, budget):
                     return None
                 self.max_evals = budget
-            with warnings.catch_warnings():
-                # Optuna warns when a heartbeat storage is used outside Study.optimize; _heartbeat beats here.
-                warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
-                return study.ask()
+            return claim(study, claimed)
 
 
 def call_data(data: Callable[..., Any] | None, data_args: Any) -> Any:
@@ -180,24 +228,6 @@ def call_with_data(model: CompiledModel, args: tuple[Any, ...], kwargs: dict[str
     except (TypeError, ValueError):
         takes_arguments = True
     return model(*args, **kwargs) if takes_arguments else model()
-
-
-def reap_dead_trials(study: optuna.Study, max_retry: int = 1) -> None:
-    """Fail (and queue again, up to ``max_retry`` times) running trials whose process is gone: a killed worker
-    never leaves one RUNNING."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)  # databases: by heartbeat, for any host
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get("hb.worker")
-        if worker and is_worker_alive(worker) is False:
-            try:
-                # The reason first: a finished trial takes no more attributes.
-                study._storage.set_trial_user_attr(trial._trial_id, "hb.error", "its worker process died")
-                if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL) and max_retry:
-                    requeue(study, trial, max_retry=max_retry)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                pass  # another process reaped it first
 
 
 def check_failure_streak(study: optuna.Study, outcomes: list[TrialOutcome], model: CompiledModel) -> None:

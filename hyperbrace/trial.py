@@ -8,13 +8,20 @@ worker). A trial ends in one of three states:
 * FAIL: it raised, returned ``status: "fail"``, a NaN/inf loss or something that is not a loss. The traceback is
   stored with the trial (``hb.error``) and in its log file, and the search goes on.
 
+``SystemExit`` (a library calling ``sys.exit()``) and other exceptions that are not ``Exception`` subclasses fail
+the trial the same way, with their traceback: they never end a search silently.
+
 Two things are not trial failures but stop the search: a template mistake (:class:`TemplateError`), which will
-fail every trial alike, and Ctrl-C. In both the running trial is closed first, so nothing completed is lost.
+fail every trial alike, and Ctrl-C. In both the running trial is closed first, so nothing completed is lost; an
+interrupted trial's configuration is queued to run again (:mod:`hyperbrace.recovery`).
+
+While a trial runs, ``sys.stdout`` and ``sys.stderr`` write to its log; afterwards they are the streams they were,
+and anything the trial bound to them (a logging handler) keeps working.
 """
 
 from __future__ import annotations
 
-import copy
+import faulthandler
 import io
 import json
 import math
@@ -24,7 +31,6 @@ import socket
 import sys
 import time
 import traceback
-import warnings
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +41,7 @@ from optuna.trial import TrialState
 
 from hyperbrace import integrations
 from hyperbrace._context import TrialContext, active
+from hyperbrace.recovery import OWNER_ATTR, release, requeue  # noqa: F401  (requeue: storage.py's import)
 from hyperbrace.template import CompiledModel, TemplateError
 
 __all__ = ["STATUS_OK", "STATUS_FAIL", "TrialOutcome", "TrialSettings", "execute"]
@@ -185,6 +192,49 @@ class _Tee(io.TextIOBase):
         return False
 
 
+class _TrialStream(io.TextIOBase):
+    """What ``sys.stdout``/``sys.stderr`` are while a trial runs: its log (and the terminal with ``verbose``).
+
+    When the trial ends the stream falls back to the one it replaced, and stays usable: whatever bound itself to
+    it during the trial (a ``logging.basicConfig()`` inside the trial, e.g. from Keras' first warning through
+    absl) writes where it would have written without hyperbrace, never to a closed file.
+    """
+
+    def __init__(self, target: Any, fallback: Any) -> None:
+        self._target = target
+        self._fallback = fallback
+
+    def detach_trial(self) -> None:
+        self._target = self._fallback
+
+    def write(self, text: str) -> int:
+        self._target.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._target.flush()
+
+    def isatty(self) -> bool:
+        return self._target is self._fallback and bool(getattr(self._fallback, "isatty", lambda: False)())
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._target.fileno()  # native code writes where Python code does (io.UnsupportedOperation if none)
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._target, "encoding", None) or "utf-8"
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return getattr(self._target, "errors", None)
+
+    def __getattr__(self, name: str) -> Any:  # e.g. .buffer for code that writes bytes
+        return getattr(self._target, name)
+
+
 def user_frame(
     tb: traceback.StackSummary | list[traceback.FrameSummary],
     filename: str,
@@ -214,24 +264,46 @@ def execute(
 ) -> TrialOutcome:
     """Run ``trial``: ``call(model)`` calls the model with the data. Returns the outcome; the trial is told."""
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
-    trial.set_user_attr("hb.worker", worker_id())
+    if trial.user_attrs.get(OWNER_ATTR) != worker_id():  # claim() records it with the trial; others need it too
+        trial.set_user_attr(OWNER_ATTR, worker_id())
     context = TrialContext(trial)
     context.pruning_enabled = settings.pruning
     context.extras["prune_on"] = settings.prune_on
     hooks = integrations.active()
     log_path = settings.logs_dir / f"trial-{trial.number:05d}.log"
-    with open(log_path, "w", encoding="utf-8", errors="replace") as log:
-        out = _Tee(log, sys.stdout) if settings.echo_output else log
-        err = _Tee(log, sys.stderr) if settings.echo_output else log
-        with active(context), redirect_stdout(out), redirect_stderr(err):
-            for hook in hooks:
-                hook.before_trial(context)
-            try:
-                return _run_and_record(study, trial, model, call, settings, context, log)
-            finally:
-                # After the model is saved: e.g. Keras' clear_session must not run before the save.
+    # Line-buffered: if the process dies (killed, out of memory, a crash), the log holds its output up to then.
+    with open(log_path, "w", encoding="utf-8", errors="replace", buffering=1) as log:
+        out = _TrialStream(_Tee(log, sys.stdout) if settings.echo_output else log, sys.stdout)
+        err = _TrialStream(_Tee(log, sys.stderr) if settings.echo_output else log, sys.stderr)
+        try:
+            with active(context), redirect_stdout(out), redirect_stderr(err), _crash_dumps_to(log):
                 for hook in hooks:
-                    hook.after_trial(context)
+                    hook.before_trial(context)
+                try:
+                    return _run_and_record(study, trial, model, call, settings, context, log)
+                finally:
+                    # After the model is saved: e.g. Keras' clear_session must not run before the save.
+                    for hook in hooks:
+                        hook.after_trial(context)
+        finally:
+            out.detach_trial()
+            err.detach_trial()
+
+
+class _crash_dumps_to:
+    """Where faulthandler is on (in worker processes), a crash during the trial dumps its stack into the log."""
+
+    def __init__(self, log: Any) -> None:
+        self.log = log
+        self.enabled = faulthandler.is_enabled()
+
+    def __enter__(self) -> None:
+        if self.enabled:
+            faulthandler.enable(file=self.log, all_threads=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            faulthandler.enable(file=sys.__stderr__, all_threads=True)
 
 
 def _run_and_record(
@@ -252,11 +324,17 @@ def _run_and_record(
     except TemplateError as exc:
         _tell_failed(study, trial, context, exc, log, started)
         raise
-    except KeyboardInterrupt:
-        _tell_failed(study, trial, context, "interrupted (Ctrl-C)", log, started, retry=True)
+    except KeyboardInterrupt as exc:
+        # Ctrl-C, or SIGTERM / the search's end in a worker: not the configuration's fault, so it runs again.
+        reason = f"interrupted ({exc})" if str(exc).startswith("signal") else "interrupted (Ctrl-C)"
+        log.write(f"\n[hyperbrace] {reason}; the configuration runs again when the search is resumed\n")
+        trial.set_user_attr("hb.values", {k: _jsonable(v) for k, v in context.values.items()})
+        release(study, trial._trial_id, reason)
         raise
-    except Exception as exc:
-        # Where no frame of the user's code raised (the model returned None), point at the model's `def` line.
+    except BaseException as exc:
+        # An Exception, or SystemExit (a library calling sys.exit()) and other BaseExceptions: the trial failed,
+        # its traceback is recorded, and the search goes on. Where no frame of the user's code raised (the model
+        # returned None), point at the model's `def` line.
         model_def = traceback.FrameSummary(model.filename, model.lineno, model.name)
         return _tell_failed(study, trial, context, exc, log, started, filename=model.filename, default=model_def)
     for key, value in extras.items():
@@ -302,7 +380,6 @@ def _tell_failed(
     error: BaseException | str,
     log: Any,
     started: float,
-    retry: bool = False,
     filename: str = "",
     default: traceback.FrameSummary | None = None,
 ) -> TrialOutcome:
@@ -313,6 +390,8 @@ def _tell_failed(
         where = f'File "{frame.filename}", line {frame.lineno}, in {frame.name}\n    {frame.line}\n' if frame else ""
         summary = f"{where}{type(error).__name__}: {error}"
         key = f"{type(error).__name__}: {error}"
+        if isinstance(error, SystemExit):
+            summary += " (the trial called sys.exit(); it failed, and the search goes on)"
     else:
         text = summary = key = error
     log.write(f"\n[hyperbrace] trial failed:\n{text}\n")
@@ -321,21 +400,7 @@ def _tell_failed(
         study, trial, context, TrialState.FAIL, None, started, error=summary, error_key=key,
         exception=error if isinstance(error, BaseException) else None,
     )
-    if retry:
-        requeue(study, next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number))
     return outcome
-
-
-def requeue(study: optuna.Study, failed: optuna.trial.FrozenTrial, max_retry: int = 1) -> None:
-    """Queue a failed (interrupted, or its worker died) trial's configuration again, once by default."""
-    # The copy starts clean: inheriting the failed run's "hb.worker" would let a reaper take the retry for the
-    # dead process's trial (before it records its own worker), and "hb.error" would mark a good retry as failed.
-    clean = copy.copy(failed)
-    clean.user_attrs = {k: v for k, v in failed.user_attrs.items() if not k.startswith("hb.")}
-    with warnings.catch_warnings():  # renamed in Optuna 4.9 (same behaviour); both names work up to 6.0
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.RetryFailedTrialCallback(max_retry=max_retry)(study, clean)
 
 
 def _save_if_top(

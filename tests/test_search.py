@@ -249,7 +249,7 @@ def test_a_killed_search_resumes_and_finishes_with_exactly_max_evals(tmp_path):
     assert counted_trials(study) == 5
     assert states.count(TrialState.COMPLETE) == 5 and states.count(TrialState.FAIL) == 1
     dead = study.trials[2]
-    assert dead.state == TrialState.FAIL and dead.user_attrs["hb.error"] == "its worker process died"
+    assert dead.state == TrialState.FAIL and dead.user_attrs["hb.error"].startswith("its process died")
     [retry] = [t for t in study.trials if t.system_attrs.get("failed_trial") == 2]
     assert retry.state == TrialState.COMPLETE and retry.params["x"] == hung_x  # the same configuration again
     assert not any(t.state == TrialState.RUNNING for t in study.trials)
