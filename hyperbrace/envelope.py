@@ -52,23 +52,26 @@ def framework_environment(environ: Mapping[str, str] | None = None) -> dict[str,
     }
 
 
-def _imported_packages() -> dict[str, str]:
-    """``{top-level module: "distribution==version"}`` for the modules this process has imported."""
-    try:
-        from importlib.metadata import packages_distributions, version
+#: Import names whose package is named otherwise (the usual suspects; others are named as imported).
+_PACKAGE_NAMES = {"sklearn": "scikit-learn", "skimage": "scikit-image", "cv2": "opencv-python", "PIL": "Pillow",
+                  "yaml": "PyYAML", "tf_keras": "tf-keras", "google": "protobuf", "bs4": "beautifulsoup4"}
 
-        owners = packages_distributions()
-    except Exception:  # noqa: BLE001  (broken metadata must not stop a search)
-        return {}
+
+def _imported_packages() -> dict[str, str]:
+    """``{top-level module: "package==version"}`` for the non-standard modules this process has imported.
+
+    Read from the modules themselves (``__version__``), not from the installed distributions' metadata, which
+    takes seconds to scan on a large environment.
+    """
     found: dict[str, str] = {}
-    for name in {m.partition(".")[0] for m in list(sys.modules)}:
-        dists = owners.get(name)
-        if not dists:
+    for name, module in list(sys.modules.items()):
+        if "." in name or name.startswith("_") or name in sys.stdlib_module_names or module is None:
             continue
-        try:
-            found[name] = f"{dists[0]}=={version(dists[0])}"
-        except Exception:  # noqa: BLE001
-            found[name] = dists[0]
+        if name in sys.builtin_module_names or not getattr(module, "__file__", None):
+            continue
+        version = getattr(module, "__version__", None)
+        package = _PACKAGE_NAMES.get(name, name)
+        found[name] = f"{package}=={version}" if isinstance(version, str) else package
     return found
 
 

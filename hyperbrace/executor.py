@@ -57,6 +57,7 @@ from optuna.trial import TrialState
 
 from hyperbrace.budget import budget_lock, count_used
 from hyperbrace.display import Progress
+from hyperbrace.envelope import seal, unseal
 from hyperbrace.journal import StorageFullError
 from hyperbrace.recovery import describe_exit, is_worker_alive, reap_dead_trials, worker_id
 from hyperbrace.search import SearchPlan, TrialFailedError, call_data
@@ -225,7 +226,7 @@ def share_data(plan: SearchPlan, directory: Path) -> SearchPlan:
 
 
 # -- plans for other machines ---------------------------------------------------------------------------------------
-def publish_plan(study: optuna.Study, plan: SearchPlan) -> bool:
+def publish_plan(study: optuna.Study, plan: SearchPlan, warn: bool = True) -> bool:
     """Store ``plan`` in the study, so ``hyperbrace worker`` on any machine can join the search.
 
     Returns False (with a warning) when the plan does not pickle or is too large to keep in the database.
@@ -233,8 +234,12 @@ def publish_plan(study: optuna.Study, plan: SearchPlan) -> bool:
     """
     published = dataclasses.replace(plan, n_jobs=max(plan.n_jobs, 2))  # several machines: a parallel sampler
     try:
-        blob = cloudpickle.dumps(published)
+        # In its envelope: the worker applies the chief's framework variables (KERAS_BACKEND, ...) before loading
+        # it, and a missing module is reported in two lines (hyperbrace.envelope).
+        blob = seal(published)
     except Exception as exc:  # noqa: BLE001
+        if not warn:
+            return False
         warnings.warn(
             f"hyperbrace worker cannot join this search: its model or data function does not pickle ({exc}); "
             "run the same script on the other machines instead",
@@ -242,6 +247,8 @@ def publish_plan(study: optuna.Study, plan: SearchPlan) -> bool:
         )
         return False
     if len(blob) > MAX_PUBLISHED_BYTES:
+        if not warn:
+            return False
         warnings.warn(
             f"hyperbrace worker cannot join this search: the pickled model function is {len(blob) // 2**20} MB "
             "(it probably refers to a data set in a global variable; load it in data() instead); "
@@ -260,11 +267,15 @@ def _system_attrs(study: optuna.Study) -> dict[str, Any]:
 
 
 def published_plan(study: optuna.Study) -> SearchPlan | None:
-    """The plan a chief published in ``study`` (``None`` if none was). Unpickling it runs the chief's code."""
+    """The plan a chief published in ``study`` (``None`` if none was). Unpickling it runs the chief's code.
+
+    The chief's framework variables are set in this process first; a missing module raises
+    :class:`~hyperbrace.envelope.PlanImportError` (two lines).
+    """
     text = _system_attrs(study).get(PLAN_ATTR)
     if text is None:
         return None
-    return pickle.loads(base64.b64decode(text))
+    return unseal(base64.b64decode(text))
 
 
 # -- local workers --------------------------------------------------------------------------------------------------

@@ -137,10 +137,11 @@ def minimize(
     _check_same_space(study, compiled)
     # Workers that joined earlier (hyperbrace worker) take a raised budget from here when theirs runs out.
     study._storage.set_study_system_attr(study._study_id, BUDGET_ATTR, max_evals)
-    if run_storage.url is not None:
-        from hyperbrace.executor import publish_plan
+    from hyperbrace.executor import publish_plan
 
-        publish_plan(study, plan)  # so that `hyperbrace worker --storage URL --study NAME` can join from anywhere
+    # So that `hyperbrace worker --storage URL|RUN_DIR --study NAME` can join, from anywhere (a database) or from
+    # another terminal (the journal). Only a database search warns when its plan cannot be published.
+    publish_plan(study, plan, warn=run_storage.url is not None)
     completed = [t.value for t in study.get_trials(deepcopy=False) if t.value is not None and t.state.name == "COMPLETE"]
     progress = Progress(
         total=max_evals, done=counted_trials(study), best=min(completed) if completed else None,

@@ -31,6 +31,10 @@ from hyperbrace.trial import TrialOutcome, TrialSettings, execute
 
 __all__ = ["SearchPlan", "TrialFailedError", "FAILURE_STREAK", "reap_dead_trials"]
 
+#: Trials run through a chief's gRPC proxy count their heartbeats in this system attribute, every PROXY_BEAT_S;
+#: the chief fails (and queues again) a running trial whose count has not moved for a while (its worker is gone).
+PROXY_BEAT_ATTR = "hb.beat"
+PROXY_BEAT_S = 10.0
 #: The study system attribute holding the search's current ``max_evals`` (the chief sets it on every run).
 BUDGET_ATTR = "hyperbrace:max_evals"
 #: If this many first trials of a search all fail with the same error, the search stops and raises it.
@@ -248,7 +252,8 @@ def check_failure_streak(study: optuna.Study, outcomes: list[TrialOutcome], mode
 
 
 class _heartbeat:
-    """Record the trial's heartbeat while it runs, where the storage keeps them (databases)."""
+    """Record the trial's heartbeat while it runs, where the storage keeps them (databases); through a chief's gRPC
+    proxy, which forwards no heartbeat, as a counter in the trial (``hb.beat``) that the chief watches."""
 
     def __init__(self, study: optuna.Study, trial: optuna.Trial) -> None:
         self.storage = study._storage
@@ -269,6 +274,20 @@ class _heartbeat:
                     storage.record_heartbeat(self.trial_id)
 
             self.thread = threading.Thread(target=beat, daemon=True, name="hyperbrace-heartbeat")
+            self.thread.start()
+        elif type(storage).__name__ == "GrpcStorageProxy":
+            storage.set_trial_system_attr(self.trial_id, PROXY_BEAT_ATTR, 0)
+
+            def count() -> None:
+                beats = 0
+                while not self.stop.wait(PROXY_BEAT_S):
+                    beats += 1
+                    try:
+                        storage.set_trial_system_attr(self.trial_id, PROXY_BEAT_ATTR, beats)
+                    except Exception:  # noqa: BLE001  (finished meanwhile, or the chief is briefly unreachable)
+                        pass
+
+            self.thread = threading.Thread(target=count, daemon=True, name="hyperbrace-heartbeat")
             self.thread.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -213,3 +213,93 @@ def test_reproducible_gives_the_same_configurations_for_1_and_3_workers(tmp_path
     assert _configs(one) == _configs(three)
     other = minimize(jittery, n_jobs=1, directory=tmp_path / "other", **{**common, "seed": 8})
     assert _configs(other) != _configs(one)
+
+
+# -- hyperbrace worker: through the chief's proxy (Serve), or on the journal from a second terminal --------------------
+CHIEF = """
+import os, sys, time
+from pathlib import Path
+from hyperbrace import minimize, uniform
+from hyperbrace.launchers import Serve
+
+os.environ["HYPERBRACE_PROBE"] = "set-by-the-chief"  # a framework-style variable: carried to the workers
+
+def model(meeting):
+    x = {{uniform(-1, 1)}}
+    Path(meeting, str(os.getpid())).touch()
+    deadline = time.time() + 90
+    while len(os.listdir(meeting)) < 2 and time.time() < deadline:  # wait until both processes have a trial
+        time.sleep(0.1)
+    return {"loss": x * x, "model": {"x": x}, "pid": os.getpid(), "probe": os.environ.get("HYPERBRACE_PROBE")}
+
+cluster = Serve(port=int(sys.argv[2]), host="127.0.0.1", bind="127.0.0.1") if sys.argv[2] != "0" else None
+meeting = sys.argv[3]
+result = minimize(model, lambda: meeting, max_evals=4, study_name="joined", directory=sys.argv[1],
+                  cluster=cluster, show_progress=False)
+print("BEST", result.best_model["x"] == result.best_run["x"])
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env_without_probe() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "HYPERBRACE_PROBE"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    return env
+
+
+@pytest.mark.parametrize("through", ["proxy", "journal"])
+def test_hyperbrace_worker_joins_through_the_proxy_or_the_journal(tmp_path, through):
+    runs, meeting, elsewhere = tmp_path / "runs", tmp_path / "meeting", tmp_path / "elsewhere"
+    meeting.mkdir()
+    elsewhere.mkdir()
+    (tmp_path / "chief.py").write_text(CHIEF)
+    port = _free_port() if through == "proxy" else 0
+    chief = subprocess.Popen([sys.executable, "chief.py", str(runs), str(port), str(meeting)], cwd=tmp_path,
+                             env=_env_without_probe(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    storage = f"grpc://127.0.0.1:{port}" if through == "proxy" else str(runs / "joined")
+    if through == "journal":
+        deadline = time.time() + 60
+        while not (runs / "joined" / "study.journal").exists() and time.time() < deadline:
+            time.sleep(0.2)
+    # Through the proxy the chief runs no trial: the worker runs two processes. On the journal, chief and worker
+    # run one each.
+    worker = subprocess.run(
+        [sys.executable, "-m", "hyperbrace.cli", "worker", "--storage", storage, "--study", "joined", "--wait", "60",
+         "--directory", str(elsewhere), "--n-jobs", "2" if through == "proxy" else "1"],
+        cwd=elsewhere, env=_env_without_probe(), capture_output=True, text=True, timeout=180,
+    )
+    out, err = chief.communicate(timeout=180)
+    assert worker.returncode == 0, worker.stderr
+    assert chief.returncode == 0, err
+    assert "BEST True" in out  # the chief loads the best model, wherever it was trained
+    study = optuna.load_study(study_name="joined", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(runs / "joined" / "study.journal"))))
+    trials = study.get_trials()
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    pids = {t.user_attrs["pid"] for t in trials}
+    assert len(pids) == 2
+    if through == "proxy":
+        assert chief.pid not in pids
+    # The worker ran with the chief's framework variables, which its own environment lacked.
+    assert {t.user_attrs["probe"] for t in trials} == {"set-by-the-chief"}
+
+
+def test_a_joined_worker_takes_a_budget_the_chief_raised(tmp_path):
+    from hyperbrace.search import BUDGET_ATTR
+    from hyperbrace.executor import published_plan
+    from hyperbrace import _worker
+
+    first = minimize(quick, lambda: "", max_evals=3, directory=tmp_path, study_name="raised", show_progress=False)
+    plan = _worker.prepare(published_plan(first.study))  # what a worker read: 3 trials in all
+    assert plan.max_evals == 3
+    # The chief runs the search again with max_evals=5 (it records the new budget), after the worker joined.
+    first.study._storage.set_study_system_attr(first.study._study_id, BUDGET_ATTR, 5)
+    outcomes = plan.run_trials(worker_index=1)
+    assert len(outcomes) == 2 and counted_trials(first.study) == 5

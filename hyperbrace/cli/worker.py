@@ -1,13 +1,21 @@
-"""``hyperbrace worker --storage URL --study NAME [--n-jobs N] [--gpus 0,1 | all]``
+"""``hyperbrace worker --storage URL|grpc://HOST:PORT|RUN_DIR --study NAME [--n-jobs N] [--gpus 0,1 | all]``
 
-Join a search that runs on a database from this machine: take and run trials until its budget is used up.
-The search's chief (the script calling ``minimize(storage=URL, ...)``) stored its model and data functions in
-the study, so the worker needs only the URL and the study's name, plus the same packages (and the modules the
-model imports) as the chief. Start as many as you like, on as many machines.
+Join a running search from this machine: take and run trials until its budget is used up. The search's chief (the
+script calling ``minimize``) stored its model and data functions in the study, with the framework variables it ran
+with (``KERAS_BACKEND``, ...), so the worker needs only where the study is and its name, plus the same packages
+(and the modules the model imports) as the chief. Start as many as you like, on as many machines. ``--storage``:
 
-Example (the second machine of a two-machine search)::
+* a database URL (``postgresql://...``): the worker reads and writes the database itself;
+* ``grpc://HOST:PORT``: the chief's gRPC proxy (``minimize(..., cluster=hyperbrace.launchers.Serve(port=PORT))``):
+  no database credentials, no shared filesystem; the worker takes the chief's queued trials, and its models go
+  home through the chief's artifact store;
+* a run directory or its ``study.journal`` (a second terminal on the same machine).
+
+Examples::
 
     $ hyperbrace worker --storage postgresql://hb:secret@db.example/hb --study mnist.create_model --n-jobs 4
+    $ hyperbrace worker --storage grpc://chief.example:13000 --study mnist.create_model
+    $ hyperbrace worker --storage hyperbrace-runs/mnist.create_model --study mnist.create_model
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import socket
 import sys
 import time
 import zlib
+from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -44,7 +53,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                     "modules the model function imports, as the machine that started the search.",
     )
     worker.add_argument("--storage", required=True, metavar="URL",
-                        help="the search's database, e.g. postgresql://user:password@host/db")
+                        help="the search's database (postgresql://user:password@host/db), the chief's gRPC proxy "
+                             "(grpc://host:port), or a run directory / its study.journal on this machine")
     worker.add_argument("--study", required=True, metavar="NAME", help="the study's name")
     worker.add_argument("--n-jobs", type=int, default=1, metavar="N",
                         help="worker processes on this machine (default 1: trials run in this process)")
@@ -66,25 +76,35 @@ def _worker(args: argparse.Namespace) -> int:
     from hyperbrace import _worker as worker_process
     from hyperbrace.executor import WorkerError, published_plan, run_workers, visible_gpus
     from hyperbrace.search import TrialFailedError
-    from hyperbrace.storage import RunStorage
+    from hyperbrace.envelope import PlanImportError
+    from hyperbrace.storage import GRPC_SCHEME
     from hyperbrace.template import TemplateError
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # SIGTERM (scancel, a pod's eviction) stops this worker as Ctrl-C does: running trials are queued again at once.
     worker_process.interrupt_on_sigterm()
-    if "://" not in args.storage:
-        raise UsageError(f"--storage takes a database URL (postgresql://...), got {args.storage!r}")
     if args.n_jobs < 1:
         raise UsageError("--n-jobs must be at least 1")
     gpus = _gpu_list(args.gpus, visible_gpus)
     # The model's own modules import as they do for a script started here (a console script's path lacks ".").
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    run_storage = RunStorage.resolve(args.storage, args.directory, args.study)
-    plan = _wait_for_plan(run_storage, args.study, args.wait, published_plan)
+    run_storage = _run_storage(args)
+    try:
+        plan = _wait_for_plan(run_storage, args.study, args.wait, published_plan)
+    except PlanImportError as exc:
+        print(f"hyperbrace worker: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     plan = worker_process.prepare(plan, run_dir=run_storage.run_dir)
     # The storage as this machine reaches it (the chief may have used another host name for the same database).
     plan = _with_storage(plan, run_storage)
+    if run_storage.url is not None and run_storage.url.startswith(GRPC_SCHEME):
+        from hyperbrace.launchers.proxy import GrpcArtifactStore
+
+        # No lock to share through the proxy: take the chief's queued trials; send the models home.
+        address = run_storage.url[len(GRPC_SCHEME):]
+        plan = dataclasses.replace(plan, tickets=True,
+                                   settings=dataclasses.replace(plan.settings, artifacts=GrpcArtifactStore(address)))
     # Seeds differ per machine and process, so machines joining at once do not draw the same configurations.
     first_index = 1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 100_000
     print(f"hyperbrace worker: joined study {args.study!r} on {run_storage.description} "
@@ -103,6 +123,22 @@ def _worker(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
     print("hyperbrace worker: the search's budget is used up", file=sys.stderr)
     return status
+
+
+def _run_storage(args: argparse.Namespace) -> RunStorage:
+    """``--storage`` as a RunStorage: a database URL, the chief's gRPC proxy, or a journal on this machine."""
+    from hyperbrace.storage import JOURNAL_NAME, RunStorage
+
+    if "://" in args.storage:
+        return RunStorage.resolve(args.storage, args.directory, args.study)
+    path = Path(args.storage)
+    journal = path if path.is_file() else path / JOURNAL_NAME
+    if not journal.is_file() or journal.name != JOURNAL_NAME:
+        raise UsageError(
+            f"--storage {args.storage}: no {JOURNAL_NAME} there; give a run directory (hyperbrace-runs/STUDY), its "
+            f"{JOURNAL_NAME}, a database URL (postgresql://...) or the chief's proxy (grpc://HOST:PORT)"
+        )
+    return RunStorage(journal.parent)  # the chief's own run directory: models and logs go beside its own
 
 
 def _with_storage(plan: SearchPlan, run_storage: RunStorage) -> SearchPlan:

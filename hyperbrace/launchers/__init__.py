@@ -8,7 +8,9 @@
 * a ``dask.distributed.Client`` (so dask-jobqueue's ``SLURMCluster``/``PBSCluster`` and dask-kubernetes work
   unchanged), or :class:`Dask` for resources: ``Dask(client, resources={"GPU": 1})``;
 * any ``concurrent.futures.Executor``-like object with ``submit``: submitit's ``AutoExecutor`` (Slurm without Dask or
-  Ray), ``mpi4py.futures.MPIPoolExecutor``, loky's executor, a ``ProcessPoolExecutor`` (or :class:`Executor`).
+  Ray), ``mpi4py.futures.MPIPoolExecutor``, loky's executor, a ``ProcessPoolExecutor`` (or :class:`Executor`);
+* :class:`Serve` (``Serve(port=13000)``): no engine; workers started by anything else (Kubernetes pods, a shell
+  loop on other machines) join with ``hyperbrace worker --storage grpc://CHIEF:13000 --study NAME``.
 
 Engines see no trial: the chief (:mod:`hyperbrace.launchers._chief`) serves the study through a gRPC storage proxy,
 asks the engine for ``n_jobs`` *worker loops* (:func:`hyperbrace.launchers._remote.work`), and is told when one
@@ -23,7 +25,7 @@ from __future__ import annotations
 import concurrent.futures
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Launcher", "Ray", "Dask", "Executor", "resolve"]
+__all__ = ["Launcher", "Ray", "Dask", "Executor", "Serve", "resolve"]
 
 
 @runtime_checkable
@@ -60,6 +62,10 @@ def __getattr__(name: str) -> Any:
         from hyperbrace.launchers.executor import Executor
 
         return Executor
+    if name == "Serve":
+        from hyperbrace.launchers.serve import Serve
+
+        return Serve
     raise AttributeError(name)
 
 

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -31,15 +32,19 @@ from hyperbrace.display import Progress
 from hyperbrace.envelope import seal
 from hyperbrace.executor import WorkerError, error_from_report
 from hyperbrace.launchers import Launcher
-from hyperbrace.launchers._remote import STOP_ATTR, reap_launch, work
+from hyperbrace.launchers._remote import STOP_ATTR, fail_and_requeue, reap_launch, work
 from hyperbrace.launchers.proxy import GrpcArtifactStore, ProxyServer
-from hyperbrace.search import REAP_INTERVAL_S, SearchPlan, reap_dead_trials
+from hyperbrace.search import PROXY_BEAT_ATTR, PROXY_BEAT_S, REAP_INTERVAL_S, SearchPlan, reap_dead_trials
 from hyperbrace.storage import GRPC_SCHEME, RunStorage
 from hyperbrace.tickets import issue_tickets
 
 POLL_INTERVAL_S = 0.5
 #: How long interrupted workers get to close their running trials before the engine cancels them.
 STOP_GRACE_S = 20.0
+#: How long a chief whose workers joined by themselves keeps serving after the last trial.
+LINGER_S = 3.0
+#: A trial run through the proxy whose heartbeat count has not moved for this long is failed and queued again.
+SILENT_S = 4 * PROXY_BEAT_S
 
 
 @dataclasses.dataclass
@@ -58,6 +63,7 @@ def run_on_cluster(plan: SearchPlan, launcher: Launcher, progress: Progress | No
     if waiting == 0:
         return
     n_workers = max(1, min(plan.n_jobs, waiting))
+    starts_workers = getattr(launcher, "starts_workers", True)
     launcher.open(n_workers)
     server = None
     launches: dict[str, _Launch] = {}
@@ -65,7 +71,7 @@ def run_on_cluster(plan: SearchPlan, launcher: Launcher, progress: Progress | No
     try:
         bind, advertise = launcher.addresses()
         server = ProxyServer(storage, chief_store(plan.storage.run_dir), threads=max(16, 4 * n_workers))
-        address = server.start(bind, 0, advertise)
+        address = server.start(bind, getattr(launcher, "port", 0), advertise)
         worker_plan = dataclasses.replace(
             plan,
             storage=RunStorage(Path("."), f"{GRPC_SCHEME}{address}", plan.storage.retries),
@@ -81,9 +87,16 @@ def run_on_cluster(plan: SearchPlan, launcher: Launcher, progress: Progress | No
             started[0] += 1
             launches[name] = _Launch(name, slot, launcher.submit(work, sealed, slot, name, token))
 
-        for slot in range(n_workers):
-            start(slot)
-        _watch(plan, study, launches, start, progress)
+        if starts_workers:
+            for slot in range(n_workers):
+                start(slot)
+        else:
+            print(f"hyperbrace: serving study {plan.study_name!r} at {GRPC_SCHEME}{address}; start workers with\n"
+                  f"    hyperbrace worker --storage {GRPC_SCHEME}{address} --study {plan.study_name}",
+                  file=sys.stderr, flush=True)
+        _watch(plan, study, launches, start if starts_workers else None, progress)
+        if not starts_workers:
+            time.sleep(LINGER_S)  # workers that joined by themselves read the study once more before they leave
     except BaseException:
         _stop(study, launches, token, plan.storage.retries)
         raise
@@ -99,14 +112,17 @@ def run_on_cluster(plan: SearchPlan, launcher: Launcher, progress: Progress | No
 
 def _watch(plan: SearchPlan, study: optuna.Study, launches: dict[str, _Launch], start: Any,
            progress: Progress | None) -> None:
+    """Until no trial is left to take or running. ``start`` is None when workers join by themselves (Serve)."""
     max_replacements = max(4, 2 * len(launches))
     replacements = 0
     last_reaped = time.monotonic()
+    beats = _BeatWatch()
     while True:
         time.sleep(POLL_INTERVAL_S)
         _show_progress(progress, study)
         if time.monotonic() - last_reaped >= REAP_INTERVAL_S:
             reap_dead_trials(study, plan.storage.retries)  # a loop's process that died on this machine
+            beats.reap_silent(study, plan.storage.retries)  # a proxy worker whose heartbeat stopped
             last_reaped = time.monotonic()
         for launch in [launch for launch in launches.values() if launch.handle.done()]:
             del launches[launch.name]
@@ -127,13 +143,38 @@ def _watch(plan: SearchPlan, study: optuna.Study, launches: dict[str, _Launch], 
                 replacements += 1
                 start(launch.slot)
         if not launches:
-            if not _work_remains(plan, study):
-                return
+            trials = study.get_trials(deepcopy=False)
+            if not _work_remains(plan, study) and not any(t.state == TrialState.RUNNING for t in trials):
+                return  # (a worker that joined by itself may still be running a trial: wait for it)
+            if start is None or not _work_remains(plan, study):
+                continue
             # Work appeared after the last loop left (a lost loop's trial was queued again meanwhile).
             if replacements >= max_replacements:
                 raise WorkerError(f"{replacements} worker loops were replaced and trials remain; stopping")
             replacements += 1
             start(0)
+
+
+class _BeatWatch:
+    """Fails running trials whose proxy heartbeat (``hb.beat``, see hyperbrace.search) has not moved for
+    :data:`SILENT_S` by this process's clock (no clock is compared across machines)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, tuple[Any, float]] = {}
+
+    def reap_silent(self, study: optuna.Study, retries: int) -> None:
+        now = time.monotonic()
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        self.seen = {k: v for k, v in self.seen.items() if k in {t._trial_id for t in running}}
+        for trial in running:
+            beat = trial.system_attrs.get(PROXY_BEAT_ATTR)
+            if beat is None:
+                continue  # not run through the proxy: its worker's own storage watches it
+            last = self.seen.get(trial._trial_id)
+            if last is None or last[0] != beat:
+                self.seen[trial._trial_id] = (beat, now)
+            elif now - last[1] > SILENT_S:
+                fail_and_requeue(study, trial, retries, f"its worker's heartbeat stopped {SILENT_S:.0f} s ago")
 
 
 def _work_remains(plan: SearchPlan, study: optuna.Study) -> bool:

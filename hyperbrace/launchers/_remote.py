@@ -56,23 +56,32 @@ def work(sealed: bytes, index: int, launch: str, stop_token: str) -> dict[str, A
 
 def reap_launch(study: Any, launch: str, retries: int, reason: str) -> int:
     """Fail (and queue again) the running trials of ``launch``; returns how many. Idempotent across processes."""
+    from optuna.trial import TrialState
+
+    reaped = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if str(trial.user_attrs.get("hb.worker", "")).endswith(f":{launch}"):
+            reaped += fail_and_requeue(study, trial, retries, reason)
+    return reaped
+
+
+def fail_and_requeue(study: Any, trial: Any, retries: int, reason: str) -> bool:
+    """Fail a running trial whose worker is gone, saying why, and queue its configuration again (``retries``
+    times at most). False if it finished meanwhile or another process did this first."""
     import optuna
     from optuna.trial import TrialState
 
     from hyperbrace.trial import requeue
 
-    reaped = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not str(trial.user_attrs.get("hb.worker", "")).endswith(f":{launch}"):
-            continue
-        try:
-            study._storage.set_trial_user_attr(trial._trial_id, "hb.error", reason)
-            if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL) and retries:
+    try:
+        study._storage.set_trial_user_attr(trial._trial_id, "hb.error", reason)
+        if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            if retries:
                 requeue(study, trial, max_retry=retries)
-            reaped += 1
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # finished meanwhile, or another process reaped it first
-    return reaped
+            return True
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+    return False
 
 
 def _watch_stop(study: Any, token: str, thread_id: int, done: threading.Event) -> None:
