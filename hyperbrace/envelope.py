@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,7 +70,9 @@ def _imported_packages() -> dict[str, str]:
             continue
         if name in sys.builtin_module_names or not getattr(module, "__file__", None):
             continue
-        version = getattr(module, "__version__", None)
+        with warnings.catch_warnings():  # some packages deprecate __version__ (MarkupSafe)
+            warnings.simplefilter("ignore")
+            version = getattr(module, "__version__", None)
         package = _PACKAGE_NAMES.get(name, name)
         found[name] = f"{package}=={version}" if isinstance(version, str) else package
     return found
