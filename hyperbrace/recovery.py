@@ -13,7 +13,9 @@ failed and its configuration queued again:
 
 The reaper (:func:`reap_dead_trials`) finds trials whose owner died (on this host: by process id and start time;
 elsewhere: by the database's heartbeats) and trials that have no owner at all (left by an older version, or by
-plain ``study.ask()``). It runs under the study's budget lock, so two reapers never queue one trial twice, and
+plain ``study.ask()``; a reaper without the budget lock waits :data:`UNOWNED_GRACE_S` for those, since lock-free
+claimers write the owner just after the trial starts). It runs under the study's budget lock, so two reapers never
+queue one trial twice, and
 the queued copy is written *before* the trial is failed: a kill between the two writes leaves a RUNNING trial
 that the next reaper closes, never a failed trial without its retry.
 
@@ -46,6 +48,9 @@ __all__ = [
 OWNER_ATTR = "hb.worker"  #: the user attribute naming the process that runs a trial
 #: How often one configuration may be interrupted before an interruption counts against ``retries`` like a crash.
 MAX_INTERRUPTIONS = 20
+#: A RUNNING trial without an owner for this long is closed even by a reaper that does not hold the budget lock
+#: (claimers that take no lock, :mod:`hyperbrace.tickets`, write the owner a moment after the trial starts).
+UNOWNED_GRACE_S = 120.0
 _ATTEMPTS = "hb.attempts"  #: earlier runs of this configuration that crashed (they use up ``retries``)
 _INTERRUPTIONS = "hb.interruptions"  #: earlier runs of this configuration that were interrupted
 _OOM_AT_START = "hb.oom_kills"  #: the host's out-of-memory kill count when the trial started
@@ -259,7 +264,18 @@ def reap_dead_trials(
     ``deaths`` maps the process ids of workers this process saw die to their exit status and last output: the
     trial's error then names the signal, and its log gets the worker's last output. ``unowned=True`` (only where
     no trial can be between creation and claim, i.e. with the budget lock held by every claimer) also closes
-    RUNNING trials that have no owner.
+    RUNNING trials that have no owner; without it, those running for :data:`UNOWNED_GRACE_S` are closed.
+
+    >>> study = optuna.create_study()
+    >>> def ownerless(started):
+    ...     return study._storage.create_new_trial(study._study_id, FrozenTrial(
+    ...         number=-1, state=TrialState.RUNNING, value=None, datetime_start=started, datetime_complete=None,
+    ...         params={}, distributions={}, user_attrs={}, system_attrs={}, intermediate_values={}, trial_id=-1))
+    >>> _ = ownerless(datetime.datetime.now()), ownerless(datetime.datetime.now() - datetime.timedelta(hours=1))
+    >>> reap_dead_trials(study), reap_dead_trials(study, unowned=True)  # the old one; the new one under the lock
+    ([1], [0])
+    >>> [t.state.name for t in study.trials]
+    ['FAIL', 'FAIL', 'WAITING', 'WAITING']
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -273,9 +289,21 @@ def reap_dead_trials(
             continue
         owner = trial.user_attrs.get(OWNER_ATTR)
         if owner is None:
-            if not unowned:
-                continue
             reason, crashed = "it was left running without an owner (its search stopped as it began)", False
+            if not unowned:
+                started = trial.datetime_start
+                if started is None or (datetime.datetime.now() - started).total_seconds() < UNOWNED_GRACE_S:
+                    continue
+                # No lock held: the state change decides which reaper queues the copy (only one succeeds).
+                try:
+                    study._storage.set_trial_user_attr(trial._trial_id, "hb.error", reason)
+                    if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                        continue
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    continue
+                requeue(study, trial, max_retry=max_retry, crashed=False, trials=trials)
+                closed.append(trial.number)
+                continue
         else:
             if is_worker_alive(owner) is not False:
                 continue

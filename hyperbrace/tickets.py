@@ -53,5 +53,15 @@ def claim_ticket(study: optuna.Study) -> optuna.Trial | None:
                 continue  # another worker claimed it first
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
-        return optuna.Trial(study, frozen._trial_id)
+        from hyperbrace.recovery import OWNER_ATTR, release
+        from hyperbrace.trial import worker_id
+
+        # Owned at once (without a shared lock the owner cannot be written first: two claimants would both write
+        # it); a kill between these two writes leaves an ownerless trial, which reap_dead_trials closes later.
+        study._storage.set_trial_user_attr(frozen._trial_id, OWNER_ATTR, worker_id())
+        try:
+            return optuna.Trial(study, frozen._trial_id)
+        except BaseException:
+            release(study, frozen._trial_id, "interrupted while the sampler was starting it")
+            raise
     return None
