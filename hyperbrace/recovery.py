@@ -188,7 +188,8 @@ def requeue(
     else:
         interruptions += 1
     history = list(failed.system_attrs.get("retry_history", [])) + [failed.number]
-    system_attrs = {k: v for k, v in failed.system_attrs.items() if k not in (_OOM_AT_START, "fixed_params")}
+    # Optuna's own attributes (an enqueued trial's "fixed_params") go with it; hyperbrace's per-run ones do not.
+    system_attrs = {k: v for k, v in failed.system_attrs.items() if not k.startswith("hb.")}
     system_attrs.update({
         "failed_trial": failed.system_attrs.get("failed_trial", failed.number), "retry_history": history,
         _ATTEMPTS: attempts, _INTERRUPTIONS: interruptions,
