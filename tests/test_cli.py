@@ -61,14 +61,25 @@ def test_show_explains_a_path_that_is_not_a_run(tmp_path, capsys):
 
 SEARCH = """
 import os, sys, time
+from pathlib import Path
 from hyperbrace import minimize, uniform
+
+# The chief's trials wait until a worker's trial has run, so the test does not depend on how fast the worker
+# process starts on a loaded machine.
+CHIEF = os.getpid()
 
 def model():
     x = {{uniform(-1, 1)}}
-    time.sleep(0.4)
+    if os.getpid() != CHIEF:
+        Path("worker-joined").touch()
+    deadline = time.time() + 90
+    while os.getpid() == CHIEF and not Path("worker-joined").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.2)
     return {"loss": x * x, "pid": os.getpid()}
 
-minimize(model, max_evals=10, storage=sys.argv[1], study_name="shared", show_progress=False)
+if __name__ == "__main__":
+    minimize(model, max_evals=10, storage=sys.argv[1], study_name="shared", show_progress=False)
 """
 
 
