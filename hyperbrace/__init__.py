@@ -34,10 +34,14 @@ from hyperbrace.space import (
     uniformint,
 )
 from hyperbrace.search import TrialFailedError
-from hyperbrace.template import TemplateError
+from hyperbrace.template import TemplateError, install_excepthook
 from hyperbrace.trial import STATUS_FAIL, STATUS_OK
 
 __version__ = "0.1.0"
+
+# A template outside any function (module level) stops Python with "unhashable type: 'set'" before a search can
+# start; the hook adds the TemplateError saying where templates may be written (chained to any previous hook).
+install_excepthook()
 
 __all__ = [
     "minimize",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -12,14 +13,14 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-__all__ = ["trials_table", "state_counts", "failure_groups", "FailureGroup", "Progress"]
+__all__ = ["trials_table", "space_table", "state_counts", "failure_groups", "FailureGroup", "Progress"]
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, width: int = 28) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     text = str(value)
-    return text if len(text) <= 28 else text[:25] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def trials_table(trials: Sequence[optuna.trial.FrozenTrial], top: int = 5) -> str:
@@ -51,6 +52,48 @@ def trials_table(trials: Sequence[optuna.trial.FrozenTrial], top: int = 5) -> st
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     table = [header, ["-" * w for w in widths], *rows]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+    return "\n".join(lines)
+
+
+def _where(filename: str, line: int) -> str:
+    """``file:line``, the file relative to the working directory when it is under it."""
+    try:
+        relative = os.path.relpath(filename)
+    except ValueError:
+        relative = filename
+    return f"{relative if not relative.startswith('..') else os.path.basename(filename)}:{line}"
+
+
+def space_table(entries: Sequence[Mapping[str, Any]]) -> str:
+    """The search space as a short table: each template's name, distribution and where it is (``file:line``).
+
+    Names from the weakest rules (a distribution's name, a builtin such as ``range``) are flagged with ``*`` and a
+    one-line hint.
+
+    >>> print(space_table([
+    ...     {"name": "units", "distribution": "choice([32, 64])", "file": "model.py", "line": 12, "weak": False},
+    ...     {"name": "range", "distribution": "choice([1, 2, 3])", "file": "model.py", "line": 14, "weak": True},
+    ... ]))
+    Search space: 2 parameters
+    name    distribution       where
+    ------  -----------------  -----------
+    units   choice([32, 64])   model.py:12
+    range*  choice([1, 2, 3])  model.py:14
+    * named by a fallback rule; write name="..." in the template for a clear best_run key, e.g. {{choice([...], name="n_layers")}}
+    """
+    if not entries:
+        return "Search space: no {{...}} templates"
+    header = ["name", "distribution", "where"]
+    rows = [
+        [e["name"] + ("*" if e.get("weak") else ""), _cell(e["distribution"], 40), _where(e["file"], e["line"])]
+        for e in entries
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    lines = [f"Search space: {len(entries)} parameter{'s' * (len(entries) != 1)}"]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, ["-" * w for w in widths], *rows]]
+    if any(e.get("weak") for e in entries):
+        lines.append('* named by a fallback rule; write name="..." in the template for a clear best_run key, '
+                     'e.g. {{choice([...], name="n_layers")}}')
     return "\n".join(lines)
 
 

@@ -17,10 +17,21 @@ import optuna
 from optuna.trial import TrialState
 
 from hyperbrace import integrations
-from hyperbrace.display import state_counts, trials_table
+from hyperbrace.display import space_table, state_counts, trials_table
 from hyperbrace.metric import metric_of
 
-__all__ = ["SearchResult", "TrialRecord"]
+__all__ = ["SearchResult", "TrialRecord", "SearchSpace", "SPACE_ATTR"]
+
+#: The study attribute holding the search space (hyperbrace.template.space_entries), written when a search starts.
+SPACE_ATTR = "hyperbrace.space"
+
+
+class SearchSpace(list):
+    """The search space, one dict per template (``name``, ``distribution``, ``file``, ``line``, ``function``,
+    ``weak``); printed, a table (as at the start of a search, and ``hyperbrace show --space``)."""
+
+    def __str__(self) -> str:
+        return space_table(self)
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,8 @@ class SearchResult:
     True
     >>> result.load_model(result.best_trial.number) == best_model  # any kept trial's model, by number
     True
+    >>> [(entry["name"], entry["distribution"]) for entry in result.search_space]
+    [('activation', 'choice(["relu", "tanh"])'), ('x', 'uniform(-1, 1)')]
     """
 
     def __init__(self, study: optuna.Study, directory: Path, load_options: dict[str, Any] | None = None) -> None:
@@ -123,6 +136,14 @@ class SearchResult:
                 "keep_models models are kept; it may have been saved on another machine)"
             )
         return integrations.for_path(path).load(path, **{**self._load_options, **options})
+
+    @property
+    def search_space(self) -> SearchSpace:
+        """Every template of the model (and of the helpers it calls): name, distribution and where it is written.
+
+        ``print(result.search_space)`` shows it as a table; names from weak fallback rules are flagged.
+        """
+        return SearchSpace(self.study.user_attrs.get(SPACE_ATTR, []))
 
     # -- all trials ------------------------------------------------------------------------------------------------
     @property

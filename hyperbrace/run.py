@@ -13,13 +13,14 @@ import optuna
 
 from hyperbrace._context import TrialContext, active, monitored_metric
 from hyperbrace.budget import counted_trials
-from hyperbrace.display import Progress, quiet_optuna_logs
+from hyperbrace.display import Progress, quiet_optuna_logs, space_table
 from hyperbrace.journal import StorageFullError, disk_full_error, is_disk_full
-from hyperbrace.result import SearchResult
+from hyperbrace.preflight import check_data_returns
+from hyperbrace.result import SPACE_ATTR, SearchResult
 from hyperbrace.samplers import grid_space
 from hyperbrace.search import BUDGET_ATTR, SearchPlan, arguments_from, call_data, call_with_data
 from hyperbrace.storage import RunStorage, default_study_name
-from hyperbrace.template import TemplateError, compile_model
+from hyperbrace.template import TemplateError, compile_model, space_entries
 from hyperbrace.trial import TrialOutcome, TrialSettings
 
 __all__ = ["minimize", "evaluate"]
@@ -104,6 +105,7 @@ def minimize(
         raise ValueError(f"max_evals must be a positive integer (the total number of trials), got {max_evals!r}")
     monitored_metric(prune_on)  # a wrong prune_on fails now, not in the first trial
     compiled = compile_model(model)
+    check_data_returns(compiled, data)  # data()'s returns against the model's parameters, before anything runs
     name = study_name or default_study_name(compiled)
     run_storage = RunStorage.resolve(storage, directory, name, retries)
     if algo == "grid":
@@ -137,6 +139,9 @@ def minimize(
     _check_same_space(study, compiled)
     # Workers that joined earlier (hyperbrace worker) take a raised budget from here when theirs runs out.
     study._storage.set_study_system_attr(study._study_id, BUDGET_ATTR, max_evals)
+    study.set_user_attr(SPACE_ATTR, space_entries(compiled.sites))
+    if show_progress:
+        print(space_table(space_entries(compiled.sites)), file=sys.stderr)
     from hyperbrace.executor import publish_plan
 
     # So that `hyperbrace worker --storage URL|RUN_DIR --study NAME` can join, from anywhere (a database) or from

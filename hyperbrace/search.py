@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 
 from hyperbrace import _process_state
 from hyperbrace.budget import budget_lock, count_used
+from hyperbrace.preflight import check_arguments, is_configuration_independent
 from hyperbrace.recovery import claim, reap_dead_trials, release
 from hyperbrace.samplers import make_pruner, make_sampler, reseed
 from hyperbrace.storage import RunStorage
@@ -114,7 +115,10 @@ class SearchPlan:
     def load_data(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Call ``data()`` once per process; its result becomes the model's arguments."""
         if self._data_cache is None:
-            self._data_cache = arguments_from(call_data(self.data, self.data_args))
+            args, kwargs = arguments_from(call_data(self.data, self.data_args))
+            if self.data is not None:
+                check_arguments(self.model, args, kwargs, self.data)  # before the first trial, not in every one
+            self._data_cache = args, kwargs
         return self._data_cache
 
     def call_model(self, model: CompiledModel) -> Any:
@@ -235,7 +239,15 @@ def call_with_data(model: CompiledModel, args: tuple[Any, ...], kwargs: dict[str
 
 
 def check_failure_streak(study: optuna.Study, outcomes: list[TrialOutcome], model: CompiledModel) -> None:
-    """Raise if this process's first trials all failed alike and the study has never completed a trial."""
+    """Raise if this process's first trials all failed alike and the study has never completed a trial, or at
+    once if its first trial failed with an error no configuration causes (a NameError, ImportError...)."""
+    first = outcomes[0] if len(outcomes) == 1 else None
+    if first is not None and first.state == TrialState.FAIL and is_configuration_independent(first.exception, model):
+        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            raise TrialFailedError(
+                f"the first trial of {model.name}() failed with an error that every configuration would meet, so the "
+                f"search stopped (the trial is recorded):\n{first.error}"
+            ) from first.exception
     if len(outcomes) != FAILURE_STREAK:
         return
     keys = {o.error_key for o in outcomes}

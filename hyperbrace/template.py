@@ -28,14 +28,17 @@ an explicit name used twice) has one value.
 
 from __future__ import annotations
 
+import __future__
 import ast
 import copy
+import difflib
 import functools
 import inspect
 import linecache
 import re
 import sys
 import textwrap
+import traceback
 import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,9 +48,9 @@ from hyperbrace import space
 from hyperbrace._context import current_trial
 from hyperbrace.space import Distribution, InvalidDistribution, LazyOption
 
-__all__ = ["TemplateError", "TemplateSite", "CompiledModel", "compile_model"]
+__all__ = ["TemplateError", "TemplateSite", "CompiledModel", "compile_model", "space_entries", "uncompiled_template_error"]
 
-_RUNTIME = "__hyperbrace__"
+_RUNTIME = "\x00hyperbrace-runtime\x00"
 _FACTORY = "__hyperbrace_factory__"
 
 
@@ -117,6 +120,32 @@ def with_repeat_suffixes(sites: Sequence[TemplateSite], bases: Sequence[str]) ->
     return names
 
 
+#: Context words that make weak names: a builtin the template is passed to (``range({{...}})``, ``int(...)``).
+_WEAK_CONTEXTS = frozenset(dir(__import__("builtins")))
+
+
+def space_entries(sites: Sequence[TemplateSite]) -> list[dict[str, Any]]:
+    """The search space as plain rows (they are stored with the study): one per template, in source order.
+
+    ``weak`` marks a name from the weakest fallback rules (the distribution's name, or a builtin such as
+    ``range`` the template is passed to), which says little in ``best_run``: give such a template a ``name=``.
+
+    >>> def model():
+    ...     for _ in range({{choice([1, 2])}}):
+    ...         lr = {{loguniform(1e-4, 1e-2)}}
+    >>> [(e["name"], e["distribution"], e["weak"]) for e in space_entries(compile_model(model).sites)]
+    [('range', 'choice([1, 2])', True), ('lr', 'loguniform(1e-4, 1e-2)', False)]
+    """
+    rows = []
+    for site in sites:
+        weak = site.explicit_name is None and (site.context is None or site.context in _WEAK_CONTEXTS)
+        rows.append({
+            "name": site.name, "distribution": " ".join(site.text[2:-2].split()), "file": site.filename,
+            "line": site.lineno, "function": site.function, "weak": weak,
+        })
+    return rows
+
+
 # -- reading the source ----------------------------------------------------------------------------------------
 
 
@@ -129,6 +158,12 @@ def _find_function(tree: ast.AST, name: str, firstlineno: int) -> ast.FunctionDe
     return None
 
 
+@functools.lru_cache(maxsize=64)
+def _parse(text: str, filename: str) -> ast.Module:
+    """A file's syntax tree, parsed once per text (several functions of one file are compiled together)."""
+    return ast.parse(text, filename=filename)
+
+
 def _read_source(fn: types.FunctionType) -> tuple[str, ast.FunctionDef, str]:
     """The text the function's line numbers refer to, its parsed ``def``, and the file name."""
     code = fn.__code__
@@ -137,7 +172,7 @@ def _read_source(fn: types.FunctionType) -> tuple[str, ast.FunctionDef, str]:
         "Define it in a .py file (and import or run it), or in a Jupyter notebook or IPython; "
         "a plain `python` prompt and exec() of a string keep no source."
     )
-    if fn.__name__ == "<lambda>":
+    if code.co_name == "<lambda>":
         raise TemplateSourceError(
             "hyperbrace reads templates from a `def` function, not a lambda: write `def create_model(...):`",
             filename=filename, lineno=code.co_firstlineno,
@@ -146,10 +181,10 @@ def _read_source(fn: types.FunctionType) -> tuple[str, ast.FunctionDef, str]:
     if lines:
         text = "".join(lines)
         try:
-            tree = ast.parse(text, filename=filename)
+            tree = _parse(text, filename)
         except SyntaxError:
             tree = None
-        node = _find_function(tree, fn.__name__, code.co_firstlineno) if tree is not None else None
+        node = _find_function(tree, code.co_name, code.co_firstlineno) if tree is not None else None
         if node is not None:
             return text, node, filename
     try:
@@ -163,7 +198,7 @@ def _read_source(fn: types.FunctionType) -> tuple[str, ast.FunctionDef, str]:
     text = textwrap.dedent(block)
     tree = ast.parse(text, filename=filename)
     ast.increment_lineno(tree, code.co_firstlineno - 1)
-    node = _find_function(tree, fn.__name__, code.co_firstlineno)
+    node = _find_function(tree, code.co_name, code.co_firstlineno)
     if node is None:
         raise TemplateSourceError(
             f"the source of {fn.__qualname__}() does not match the running function (was the file edited after "
@@ -306,7 +341,10 @@ def _constant(value: Any) -> Any:
 
 
 def _load_runtime(attr: str, node: ast.AST) -> ast.expr:
-    return ast.copy_location(ast.Attribute(ast.Name(_RUNTIME, ast.Load()), attr, ast.Load()), node)
+    # A string constant that is swapped for the runtime object in the compiled code (see _inject_runtime): the
+    # rewritten function needs no extra global or closure variable, so its free variables, globals and locals()
+    # are exactly the original's.
+    return ast.copy_location(ast.Attribute(ast.Constant(_RUNTIME), attr, ast.Load()), node)
 
 
 def _thunk(body: ast.expr) -> ast.Lambda:
@@ -365,7 +403,7 @@ class _Rewriter(ast.NodeTransformer):
 
 
 class _Runtime:
-    """What ``__hyperbrace__`` is inside a rewritten function."""
+    """What a template calls in a rewritten function (the object that replaces the ``_RUNTIME`` constant)."""
 
     lazy = LazyOption
 
@@ -377,9 +415,16 @@ class _Runtime:
     ) -> None:
         self.sites = sites
         self.function = function
-        # ``{{loguniform(-10, 0)}}`` calls ``__hyperbrace__.distributions.loguniform``: from the table the model
+        # ``{{loguniform(-10, 0)}}`` calls ``<runtime>.distributions.loguniform``: from the table the model
         # was compiled with (the native meanings, or the Hyperas layer's hyperopt meanings).
         self.distributions = types.SimpleNamespace(**(distributions or space.DISTRIBUTIONS))
+
+    @staticmethod
+    def returned(line: int, value: Any) -> Any:
+        context = current_trial()
+        if context is not None:
+            context.extras["hb.return_line"] = line
+        return value
 
     def sample(self, index: int, make_distribution: Callable[[], Distribution], make_name=None) -> Any:
         site = self.sites[index]
@@ -414,38 +459,125 @@ class _Runtime:
         return distribution.to_value(raw)
 
 
+# -- one compiled function, and the model made of them ------------------------------------------------------------
+
+#: The compiler flags of every ``from __future__ import ...`` (a function's code object keeps its file's flags).
+_FUTURE_FLAGS = functools.reduce(
+    lambda flags, name: flags | getattr(__future__, name).compiler_flag, __future__.all_feature_names, 0
+)
+
+
+@dataclass
+class _Unit:
+    """One function of the user's code whose templates are rewritten: the model function or a helper it calls."""
+
+    function: types.FunctionType  #: the function object whose code is swapped during a call (or copied)
+    module: ast.Module = field(repr=False)  #: ``def factory(<free variables>): [class C:] <the rewritten def>``
+    filename: str
+    flags: int  #: the source file's ``__future__`` flags
+    class_name: str | None  #: the class a method is compiled in, for name mangling and ``super()``
+
+    def code(self, runtime: _Runtime) -> types.CodeType:
+        code = compile(self.module, self.filename, "exec", flags=self.flags, dont_inherit=True)
+        factory = _const_code(code, _FACTORY)
+        holder = _const_code(factory, self.class_name) if self.class_name else factory
+        original = self.function.__code__
+        inner = _inject_runtime(_const_code(holder, original.co_name), runtime)
+        if inner.co_freevars != original.co_freevars:  # cannot happen for a faithful compile; never run it wrong
+            raise TemplateError(
+                f"hyperbrace could not compile {self.function.__qualname__}() with the same closure variables "
+                f"({inner.co_freevars} vs {original.co_freevars}); please report this with the function's code",
+                filename=self.filename, lineno=original.co_firstlineno, function=self.function.__name__,
+            )
+        return inner
+
+
+def _const_code(code: types.CodeType, name: str | None) -> types.CodeType:
+    return next(c for c in code.co_consts if isinstance(c, types.CodeType) and c.co_name == name)
+
+
+def _inject_runtime(code: types.CodeType, runtime: _Runtime) -> types.CodeType:
+    """``code`` (and the functions nested in it) with the ``_RUNTIME`` placeholder constant replaced by ``runtime``."""
+    consts = tuple(
+        runtime if type(c) is str and c == _RUNTIME else _inject_runtime(c, runtime) if isinstance(c, types.CodeType)
+        else c
+        for c in code.co_consts
+    )
+    return code.replace(co_consts=consts)
+
+
 @dataclass
 class CompiledModel:
-    """A model function with its templates rewritten. Call it like the original, inside a trial."""
+    """A model function with its templates (and those of the helpers it calls) rewritten.
 
-    original: Callable[..., Any]
+    Call it like the original, inside a trial. During the call, the rewritten code runs in the user's own function
+    objects (their ``__code__`` is swapped, and put back after), so everything else is exactly the original:
+    decorators as written, ``functools.wraps`` or not; recursion and attributes on the function
+    (``create_model.calls += 1``); globals read and written; closures, defaults, ``__name__``, ``__doc__``...
+    """
+
+    original: Callable[..., Any]  #: what was passed, decorators included
     sites: list[TemplateSite]
     filename: str
-    _module: ast.Module = field(repr=False)
+    _units: list[_Unit] = field(repr=False)
+    _model_function: types.FunctionType = field(repr=False)
+    returns: list[tuple[int, str]] = field(default_factory=list)  #: the model's ``return`` lines (number, text)
     _globals_overlay: dict[str, Any] | None = field(default=None, repr=False)
     _distributions: dict[str, Callable[..., Distribution]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.function = _build(
-            self.original, self._module, self.filename, self.sites, self._globals_overlay, self._distributions
-        )
+        self._codes: list[types.CodeType] | None = None
+        self._entry: Callable[..., Any] | None = None
+        self._saved: list[types.CodeType] = []
+        self._depth = 0
 
     @property
     def name(self) -> str:
-        return self.original.__name__
+        return self._model_function.__name__
 
     @property
     def lineno(self) -> int:
-        return self.original.__code__.co_firstlineno
+        return self._model_function.__code__.co_firstlineno
+
+    @property
+    def function(self) -> Callable[..., Any]:
+        """What a call runs (the original, decorators included; a copy seeing extra globals in the Hyperas layer)."""
+        self._build()
+        return self._entry  # type: ignore[return-value]
+
+    def _build(self) -> None:
+        if self._codes is not None:
+            return
+        runtime = _Runtime(self.sites, self.name, self._distributions)
+        self._codes = [unit.code(runtime) for unit in self._units]
+        if self._globals_overlay is None:
+            self._entry = self.original
+        else:  # the Hyperas layer: a copy of the model (units[0]) that also sees data()'s local variables
+            self._entry = _copy_with_globals(self.original, self._codes[0], self._globals_overlay)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.function(*args, **kwargs)
+        self._build()
+        in_place = list(zip(self._units, self._codes))[0 if self._globals_overlay is None else 1:]
+        if self._depth == 0:
+            self._saved = [unit.function.__code__ for unit, _ in in_place]
+            for unit, code in in_place:
+                unit.function.__code__ = code
+        self._depth += 1
+        try:
+            return self._entry(*args, **kwargs)
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                for (unit, _), code in zip(in_place, self._saved):
+                    unit.function.__code__ = code
 
     def __getstate__(self) -> dict[str, Any]:
-        # The rewritten function is rebuilt from the syntax tree where it is unpickled (a worker process), so
-        # no source file is needed there: notebooks and edited files work.
+        # The rewritten code is rebuilt from the syntax trees where it is unpickled (a worker process), so no
+        # source file is needed there: notebooks and edited files work. The functions pickle as cloudpickle
+        # pickles them (by reference from a module, by value from a notebook or __main__), never while swapped.
         state = dict(self.__dict__)
-        state.pop("function", None)
+        for key in ("_codes", "_entry", "_saved", "_depth"):
+            state.pop(key, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -453,24 +585,11 @@ class CompiledModel:
         self.__post_init__()
 
 
-def _build(
-    original: Callable[..., Any],
-    module: ast.Module,
-    filename: str,
-    sites: Sequence[TemplateSite],
-    overlay: dict[str, Any] | None,
-    distributions: Mapping[str, Callable[..., Distribution]] | None = None,
-) -> Callable[..., Any]:
+def _copy_with_globals(original: Callable[..., Any], code: types.CodeType, overlay: dict[str, Any]) -> Callable[..., Any]:
     bound_to = original.__self__ if isinstance(original, types.MethodType) else None
     original = original.__func__ if isinstance(original, types.MethodType) else original
-    code = compile(module, filename, "exec", dont_inherit=True)
-    factory = next(c for c in code.co_consts if isinstance(c, types.CodeType) and c.co_name == _FACTORY)
-    inner = next(c for c in factory.co_consts if isinstance(c, types.CodeType) and c.co_name == original.__name__)
-    cells = dict(zip(original.__code__.co_freevars, original.__closure__ or ()))
-    cells[_RUNTIME] = types.CellType(_Runtime(sites, original.__name__, distributions))
-    closure = tuple(cells[name] if name in cells else types.CellType() for name in inner.co_freevars)
-    namespace = original.__globals__ if overlay is None else {**original.__globals__, **overlay}
-    function = types.FunctionType(inner, namespace, original.__name__, original.__defaults__, closure or None)
+    namespace = {**original.__globals__, **overlay}
+    function = types.FunctionType(code, namespace, original.__name__, original.__defaults__, original.__closure__)
     function.__kwdefaults__ = original.__kwdefaults__
     function.__qualname__ = original.__qualname__
     function.__module__ = original.__module__
@@ -480,6 +599,9 @@ def _build(
     return function if bound_to is None else types.MethodType(function, bound_to)
 
 
+# -- compiling ---------------------------------------------------------------------------------------------------
+
+
 def compile_model(
     fn: Callable[..., Any],
     *,
@@ -487,27 +609,97 @@ def compile_model(
     globals_overlay: dict[str, Any] | None = None,
     distributions: Mapping[str, Callable[..., Distribution]] | None = None,
 ) -> CompiledModel:
-    """Parse ``fn``'s templates and return the rewritten function with its template sites.
+    """Parse the templates of ``fn`` and of the functions of your code it calls; return the rewritten model.
 
-    ``naming`` maps the sites to parameter names (the Hyperas layer passes Hyperas' rule). ``globals_overlay``
-    adds names the function can see (the Hyperas layer passes ``data()``'s locals). ``distributions`` is the table
-    of the distributions a template may call, by name (default :data:`hyperbrace.space.DISTRIBUTIONS`; the Hyperas
-    layer passes hyperopt's meanings).
+    Templates may be written in the model function and in any function of your own project it reaches (helpers
+    in this or another module, imported under any name, nested, methods; see :mod:`hyperbrace._reach`). The
+    model's templates come first, then each helper's, in the order they are first used; names repeated across
+    functions get ``_1``, ``_2``... as within one.
+
+    ``naming`` maps one function's sites to parameter names (the Hyperas layer passes Hyperas' rule).
+    ``globals_overlay`` adds names the model function can see (the Hyperas layer passes ``data()``'s locals).
+    ``distributions`` is the table of the distributions a template may call, by name (default
+    :data:`hyperbrace.space.DISTRIBUTIONS`; the Hyperas layer passes hyperopt's meanings).
 
     Raises :class:`TemplateError` for any template that cannot work (unknown distribution, wrong arguments,
-    impossible literal bounds), naming the file, the line and the template.
+    impossible literal bounds, a template in an installed package), naming the file, the line and the template.
+
+    >>> def block(units):
+    ...     return units * {{choice([1, 2], name=f"scale_{units}")}}
+    >>> def model():
+    ...     lr = {{uniform(0, 1)}}
+    ...     return block(8) + block(16) + lr
+    >>> compiled = compile_model(model)
+    >>> [(site.function, site.name) for site in compiled.sites]
+    [('model', 'lr'), ('block', 'f"scale_{units}"')]
     """
+    from hyperbrace._reach import reachable_functions
+
     if isinstance(fn, CompiledModel):
         return fn
-    fn = inspect.unwrap(fn)
-    # A bound method (``trainer.create_model``) is compiled from its function and bound again when built.
-    function = fn.__func__ if isinstance(fn, types.MethodType) else fn
-    if not isinstance(function, types.FunctionType):
+    unwrapped = inspect.unwrap(fn)
+    model_function = unwrapped.__func__ if isinstance(unwrapped, types.MethodType) else unwrapped
+    if not isinstance(model_function, types.FunctionType):
         raise TypeError(f"minimize() needs a model function defined with `def`, got {fn!r}")
+    # The Hyperas layer runs the model without its decorators, as Hyperas did (it pasted the body into a file).
+    entry = fn if globals_overlay is None else unwrapped
     table = dict(space.DISTRIBUTIONS if distributions is None else distributions)
-    source, node, filename = _read_source(function)
-    node = _strip_decorators(node)
 
+    functions = [model_function] + [
+        f for f in reachable_functions(entry, globals_overlay, _check_library_function) if f is not model_function
+    ]
+    units: list[_Unit] = []
+    per_unit: list[list[TemplateSite]] = []
+    sites: list[TemplateSite] = []
+    returns: list[tuple[int, str]] = []
+    for function in functions:
+        is_model = function is model_function
+        try:
+            source, node, filename = _read_source(function)
+        except TemplateSourceError as exc:
+            if is_model:
+                raise
+            if _builds_a_set_of_a_set(function.__code__):
+                raise TemplateSourceError(
+                    f"{function.__qualname__}(), which the model calls, seems to hold a {{{{...}}}} template (its code "
+                    f"builds a set of a set) but its source cannot be read, so it cannot be compiled. Define it in a "
+                    ".py file or a notebook cell (exec() of a string keeps no source), or write the template in the "
+                    "model and pass the value as an argument",
+                    filename=exc.filename, lineno=exc.lineno, function=function.__name__,
+                ) from None
+            continue
+        if not is_model and not any(_template_expr(n) is not None for n in ast.walk(node)):
+            continue
+        node = copy.deepcopy(node)  # the rewriter edits the tree
+        if is_model:
+            returns = _return_lines(node, source)
+        unit_sites, template_nodes = _sites_of(node, source, filename, function, table, first_index=len(sites))
+        for site, name in zip(unit_sites, naming(unit_sites, source)):
+            site.name = name
+        sites.extend(unit_sites)
+        per_unit.append(unit_sites)
+        rewritten = _Rewriter(dict(zip(template_nodes, unit_sites)), source).visit(node)
+        if is_model:
+            _mark_returns(rewritten)
+        class_name = _class_name(function)
+        units.append(_Unit(
+            function, _factory_module(rewritten, function, class_name), filename,
+            function.__code__.co_flags & _FUTURE_FLAGS, class_name,
+        ))
+    _separate_names_across_functions(per_unit)
+    _check_explicit_names(sites)
+    model_filename = model_function.__code__.co_filename
+    return CompiledModel(
+        fn if globals_overlay is None else unwrapped, sites, model_filename, units, model_function, returns,
+        globals_overlay, None if distributions is None else table,
+    )
+
+
+def _sites_of(
+    node: ast.FunctionDef, source: str, filename: str, function: types.FunctionType,
+    table: Mapping[str, Callable[..., Distribution]], first_index: int,
+) -> tuple[list[TemplateSite], list[ast.AST]]:
+    """The templates in one function's syntax tree, in source order, checked as far as their text allows."""
     parents: dict[ast.AST, ast.AST] = {}
     for parent in ast.walk(node):
         for child in ast.iter_child_nodes(parent):
@@ -518,19 +710,21 @@ def compile_model(
     template_set = set(template_nodes)
     lines = _source_lines(source)
     sites: list[TemplateSite] = []
-    for index, template in enumerate(template_nodes):
+    for index, template in enumerate(template_nodes, start=first_index):
         text = ast.get_source_segment(source, template) or ast.unparse(template)
         expr = _template_expr(template)
         site = TemplateSite(
             index=index, text=text, distribution="", filename=filename, lineno=template.lineno,
             col=template.col_offset, offset=_char_offset(lines, template.lineno, template.col_offset),
-            context=_context_word(template, parents, template_set), function=fn.__name__,
+            context=_context_word(template, parents, template_set), function=function.__name__,
         )
         dist_name = _called_name(expr.func) if isinstance(expr, ast.Call) else None
         if dist_name not in table:
             known = ", ".join(table)
             what = f"unknown distribution {dist_name!r}" if dist_name else "a template must hold one distribution call"
-            raise site.error(f"{what}; write e.g. {{{{uniform(0, 1)}}}} or {{{{choice([256, 512])}}}} (known: {known})")
+            close = difflib.get_close_matches(dist_name or "", list(table), n=1)
+            hint = f"did you mean {close[0]}? Write {text.replace(dist_name, close[0], 1)}; " if close and dist_name else ""
+            raise site.error(f"{what}; {hint or 'write e.g. {{uniform(0, 1)}} or {{choice([256, 512])}}; '}(known: {known})")
         site.distribution = dist_name
         name_kw = next((k for k in expr.keywords if k.arg == "name"), None)
         if name_kw is not None:
@@ -542,14 +736,158 @@ def compile_model(
         checked = ast.Call(expr.func, expr.args, [k for k in expr.keywords if k.arg != "name"])
         site.static_distribution = _check_statically(site, checked, table[dist_name])
         sites.append(site)
+    return sites, template_nodes
 
-    for site, name in zip(sites, naming(sites, source)):
-        site.name = name
-    _check_explicit_names(sites)
 
-    rewritten = _Rewriter({t: s for t, s in zip(template_nodes, sites)}, source).visit(node)
-    module = _factory_module(rewritten, function)
-    return CompiledModel(fn, sites, filename, module, globals_overlay, None if distributions is None else table)
+def _separate_names_across_functions(per_unit: Sequence[Sequence[TemplateSite]]) -> None:
+    """A helper's name that an earlier function (the model first) already uses gets the next free ``_N`` suffix, as
+    a repeat within one function does; the model's own names never change, and explicit names are kept."""
+    explicit = {s.explicit_name for unit in per_unit for s in unit if s.explicit_name and not s.dynamic_name}
+    taken: set[str] = set()
+    for unit in per_unit:
+        own = {site.name for site in unit}
+        for site in unit:
+            if site.explicit_name is None and site.name in taken:
+                base, number = site.name, 1
+                while f"{base}_{number}" in taken | own | explicit:
+                    number += 1
+                own.add(f"{base}_{number}")
+                site.name = f"{base}_{number}"
+        taken |= {site.name for site in unit}
+
+
+def _class_name(function: types.FunctionType) -> str | None:
+    """The class a method is defined in (``Builder.build`` -> ``Builder``): its body gives private names their
+    mangled form (``self.__secret`` -> ``self._Builder__secret``) and ``super()`` its class."""
+    parts = function.__qualname__.split(".")[:-1]
+    return parts[-1] if parts and parts[-1] != "<locals>" else None
+
+
+def _mark_returns(node: ast.FunctionDef) -> None:
+    """``return value`` -> ``return <runtime>.returned(line, value)``: the trial learns which ``return`` ended the
+    model, so that a message about the value (a NaN loss, an array) names that line."""
+
+    def walk(n: ast.AST) -> None:
+        for child in ast.iter_child_nodes(n):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+                continue
+            if isinstance(child, ast.Return) and child.value is not None:
+                call = ast.Call(_load_runtime("returned", child), [ast.Constant(child.lineno), child.value], [])
+                child.value = ast.copy_location(call, child.value)
+            walk(child)
+
+    for statement in node.body:
+        walk(ast.Module(body=[statement], type_ignores=[]))
+    ast.fix_missing_locations(node)
+
+
+def _return_lines(node: ast.FunctionDef, source: str) -> list[tuple[int, str]]:
+    """The function's own ``return value`` statements (not those of functions nested in it): line and text."""
+    found: list[tuple[int, str]] = []
+
+    def walk(n: ast.AST) -> None:
+        for child in ast.iter_child_nodes(n):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+                continue
+            if isinstance(child, ast.Return) and child.value is not None:
+                text = ast.get_source_segment(source, child) or ast.unparse(child)
+                found.append((child.lineno, " ".join(text.split())))
+            walk(child)
+
+    walk(node)
+    return found
+
+
+def _builds_a_set_of_a_set(code: types.CodeType) -> bool:
+    """Whether the bytecode builds ``{{x}}``: a one-element set put straight into another one-element set."""
+    import dis
+
+    previous = None
+    for instruction in dis.get_instructions(code):
+        if instruction.opname == "BUILD_SET" and instruction.arg == 1 and previous == ("BUILD_SET", 1):
+            return True
+        previous = (instruction.opname, instruction.arg)
+    return any(_builds_a_set_of_a_set(c) for c in code.co_consts if isinstance(c, types.CodeType))
+
+
+def _check_library_function(function: types.FunctionType) -> None:
+    """Raise if a function of an installed package (or the standard library) that the user's code calls holds a
+    template: hyperbrace compiles only the user's own code, and it would fail as ``unhashable type: 'set'``."""
+    try:
+        lines, first = inspect.getsourcelines(function)
+    except (OSError, TypeError):
+        return
+    text = "".join(lines)
+    if "{{" not in text:
+        return
+    try:
+        tree = ast.parse(textwrap.dedent(text))
+    except SyntaxError:
+        return
+    for node in ast.walk(tree):
+        if _template_expr(node) is not None:
+            segment = ast.get_source_segment(textwrap.dedent(text), node) or ast.unparse(node)
+            raise TemplateError(
+                f"{function.__qualname__}() holds a {{{{...}}}} template but is in an installed package, whose "
+                "code hyperbrace does not compile. Templates may be written in the model function and in the "
+                "functions of your own project it calls: install your project in editable mode (`pip install "
+                "-e .`), or write the template in your model and pass its value to this function as an argument",
+                filename=function.__code__.co_filename, lineno=first + node.lineno - 1, text=segment,
+                function=function.__name__,
+            )
+
+
+def uncompiled_template_error(error: BaseException) -> TemplateError | None:
+    """The :class:`TemplateError` that explains ``error`` if it is Python's ``unhashable type: 'set'`` from a
+    ``{{...}}`` template that was not compiled (module level, an installed package, a function hyperbrace did not
+    reach, code without source); ``None`` for any other error."""
+    from hyperbrace._reach import is_user_file
+
+    message = str(error)
+    uncompiled = (
+        isinstance(error, TypeError) and "unhashable type: 'set'" in message
+        # Run as plain Python, a template calls the distribution itself: without its import, or with name=.
+        or isinstance(error, NameError) and getattr(error, "name", None) in space.DISTRIBUTIONS
+        or isinstance(error, TypeError) and message.split("(")[0] in space.DISTRIBUTIONS and "'name'" in message
+    )
+    if not uncompiled:
+        return None
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return None
+    frame = frames[-1]
+    lines = linecache.getlines(frame.filename)
+    end = getattr(frame, "end_lineno", None) or frame.lineno
+    text = "".join(lines[frame.lineno - 1:end]) if lines else (frame.line or "")
+    if not lines and not frame.line:
+        return TemplateError(
+            f"{frame.name}() failed with `unhashable type: 'set'` in code whose source cannot be read: if this line "
+            "holds a {{...}} template, it was not compiled. Define the function in a .py file or a notebook cell "
+            "(exec() of a string keeps no source), or write the template in the model and pass the value as an "
+            "argument", filename=frame.filename, lineno=frame.lineno, function=frame.name,
+        )
+    if "{{" not in text:
+        return None
+    where = dict(filename=frame.filename, lineno=frame.lineno, text=" ".join(text.split()), function=frame.name)
+    move = "write it in the model function or a function of your own code that the model calls, or choose the " \
+           "value in the model and pass it as an argument"
+    if frame.name == "<module>":
+        return TemplateError(
+            f"a {{{{...}}}} template at module level (outside any function) has no value: templates are read from "
+            f"functions. Move it into the model function or a function it calls (a builder such as build_model()), "
+            f"or {move.split(', or ')[1]}", **where,
+        )
+    if not is_user_file(frame.filename):
+        return TemplateError(
+            f"a {{{{...}}}} template in {frame.name}(), in an installed package or code without source, is not "
+            f"compiled: install your project in editable mode (`pip install -e .`), or {move}", **where,
+        )
+    return TemplateError(
+        f"a {{{{...}}}} template in {frame.name}(), which hyperbrace did not find from the model function: it "
+        "compiles the functions the model (and its helpers) refer to by name, methods of the classes they use, and "
+        "functions nested in them, not functions reached only through a list, a dict, getattr() or a lambda. "
+        f"Refer to {frame.name} by name where it is called, or {move}", **where,
+    )
 
 
 def _check_explicit_names(sites: Sequence[TemplateSite]) -> None:
@@ -576,13 +914,6 @@ def _name_clash(name: str, previous_site: TemplateSite, previous: Distribution, 
     )
 
 
-def _strip_decorators(node: ast.FunctionDef) -> ast.FunctionDef:
-    # A copy, since the rewriter edits the tree; the decorators already ran on the original function.
-    node = copy.deepcopy(node)
-    node.decorator_list = []
-    return node
-
-
 def _source_lines(source: str) -> list[tuple[int, str]]:
     """Each line's character offset in ``source`` and its text, split where :mod:`ast` counts lines.
 
@@ -602,12 +933,23 @@ def _char_offset(lines: list[tuple[int, str]], lineno: int, col_offset: int) -> 
     return start + len(text.encode("utf-8")[:col_offset].decode("utf-8", errors="ignore"))
 
 
-def _factory_module(function_def: ast.FunctionDef, fn: types.FunctionType) -> ast.Module:
-    """``def factory(<free variables>, __hyperbrace__): <function>``: gives the code the original's closure."""
-    params = [ast.arg(name) for name in (*fn.__code__.co_freevars, _RUNTIME)]
+def _factory_module(function_def: ast.FunctionDef, fn: types.FunctionType, class_name: str | None) -> ast.Module:
+    """``def factory(<free variables>): [class C:] <function>``: the compiler then gives the rewritten code the
+    original's free variables (in the same order), and a method its class's name mangling and ``__class__``."""
+    free = [name for name in fn.__code__.co_freevars if not (class_name and name == "__class__")]
+    params = [ast.arg(name) for name in free]
     arguments = ast.arguments(posonlyargs=[], args=params, vararg=None, kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
+    body: list[ast.stmt] = [function_def]
+    # The def (and the class) would bind their names in the factory, making the function's own name a closure
+    # variable of itself (recursion, `model.calls += 1`): declared global, they stay what they are in the original.
+    bound = [n for n in dict.fromkeys([function_def.name, class_name]) if n and n not in free]
+    if class_name:
+        holder = ast.ClassDef(name=class_name, bases=[], keywords=[], body=[function_def], decorator_list=[])
+        if sys.version_info >= (3, 12):
+            holder.type_params = []
+        body = [ast.copy_location(holder, function_def)]
     factory = ast.FunctionDef(
-        name=_FACTORY, args=arguments, body=[function_def, ast.Return(ast.Name(fn.__name__, ast.Load()))],
+        name=_FACTORY, args=arguments, body=[*([ast.Global(bound)] if bound else []), *body, ast.Return(ast.Constant(None))],
         decorator_list=[], returns=None,
     )
     if sys.version_info >= (3, 12):
@@ -615,3 +957,26 @@ def _factory_module(function_def: ast.FunctionDef, fn: types.FunctionType) -> as
     ast.copy_location(factory, function_def)
     module = ast.Module(body=[factory], type_ignores=[])
     return ast.fix_missing_locations(module)
+
+
+def install_excepthook() -> None:
+    """Explain a template at module level (or in code hyperbrace does not compile) where Python stops on it.
+
+    Python reads ``{{...}}`` outside a compiled function as a set of sets and stops with ``TypeError: unhashable
+    type: 'set'``; the hook (chained to the previous one, installed once) shows the :class:`TemplateError` that
+    says where templates may be written, after the original traceback.
+    """
+    previous = sys.excepthook
+    if getattr(previous, "_hyperbrace", False):
+        return
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        error = uncompiled_template_error(value) if value is not None else None
+        if error is not None:
+            error.__cause__ = value
+            previous(TemplateError, error, None)
+        else:
+            previous(kind, value, tb)
+
+    hook._hyperbrace = True  # type: ignore[attr-defined]
+    sys.excepthook = hook

@@ -42,7 +42,7 @@ from optuna.trial import TrialState
 from hyperbrace import integrations
 from hyperbrace._context import TrialContext, active
 from hyperbrace.recovery import OWNER_ATTR, release, requeue  # noqa: F401  (requeue: storage.py's import)
-from hyperbrace.template import CompiledModel, TemplateError
+from hyperbrace.template import CompiledModel, TemplateError, uncompiled_template_error
 
 __all__ = ["STATUS_OK", "STATUS_FAIL", "TrialOutcome", "TrialSettings", "execute"]
 
@@ -136,13 +136,30 @@ def is_worker_alive(worker: str) -> bool | None:
     return _process_start(int(pid)) == start
 
 
+_RETURN_EXAMPLE = "{'loss': -accuracy, 'status': STATUS_OK, 'model': model}"
+_STATUSES = (STATUS_OK, STATUS_FAIL)
+
+
 def read_result(result: Any, function: str) -> tuple[float, str, Any, dict[str, Any]]:
-    """Split what the model returned into (loss, status, model, extra keys)."""
+    """Split what the model returned into (loss, status, model, extra keys).
+
+    >>> read_result({"loss": 0.5, "status": "ok", "model": None, "accuracy": 0.9}, "create_model")
+    (0.5, 'ok', None, {'accuracy': 0.9})
+    >>> read_result({"loss": 0.5, "status": "success"}, "create_model")
+    Traceback (most recent call last):
+    ...
+    hyperbrace.trial.ResultError: create_model() returned 'status': 'success', which is not a status; write 'status': STATUS_OK (the string 'ok') for a trial that worked, or 'status': STATUS_FAIL ('fail') to mark it failed
+    """
+    if result is None:
+        raise ResultError(
+            f"{function}() returned None (is its `return` missing?); return the loss (a number) or a dict such as "
+            f"{_RETURN_EXAMPLE}"
+        )
     if isinstance(result, dict):
         if "loss" not in result and result.get("status", STATUS_OK) != STATUS_FAIL:
             raise ResultError(
                 f"{function}() returned a dict without 'loss' (keys: {sorted(result)}); add the value to minimize, "
-                "e.g. {'loss': -accuracy, 'status': STATUS_OK, 'model': model}"
+                f"e.g. {_RETURN_EXAMPLE}"
             )
         extras = {k: v for k, v in result.items() if k not in ("loss", "status", "model")}
         loss = result.get("loss", math.nan)
@@ -150,19 +167,39 @@ def read_result(result: Any, function: str) -> tuple[float, str, Any, dict[str, 
         model = result.get("model")
     else:
         loss, status, model, extras = result, STATUS_OK, None, {}
-    if hasattr(loss, "item") and callable(loss.item):  # numpy / torch scalars
-        loss = loss.item()
-    if result is None:
+    if not isinstance(status, str) or status not in _STATUSES:
         raise ResultError(
-            f"{function}() returned None (is its `return` missing?); return the loss (a number) or a dict such as "
-            "{'loss': -accuracy, 'status': STATUS_OK, 'model': model}"
+            f"{function}() returned 'status': {status!r}, which is not a status; write 'status': STATUS_OK (the "
+            "string 'ok') for a trial that worked, or 'status': STATUS_FAIL ('fail') to mark it failed"
         )
+    loss = _as_number(loss, result, function)
+    return loss, status, model, extras
+
+
+def _as_number(loss: Any, result: Any, function: str) -> float:
+    """The loss as a float: a Python number, or a one-element array or tensor (NumPy, PyTorch, TensorFlow, JAX)."""
+    if not isinstance(loss, numbers.Real) and callable(getattr(loss, "numpy", None)) and not hasattr(loss, "item"):
+        loss = loss.numpy()  # a TensorFlow tensor
+    shape = getattr(loss, "shape", None)
+    if shape is not None and not isinstance(loss, numbers.Real):
+        size = math.prod(tuple(shape))
+        if size != 1:
+            kind = f"{type(loss).__module__.split('.')[0]}.{type(loss).__name__}"
+            raise ResultError(
+                f"{function}() returned a loss that is an array of shape {tuple(shape)} ({kind}), not one number; "
+                "reduce it to the value to minimize, e.g. `float(loss.mean())`, or pick one, e.g. "
+                "`history.history['val_loss'][-1]`"
+            )
+        if callable(getattr(loss, "item", None)):
+            loss = loss.item()  # a 0-d or one-element array or tensor
+    elif callable(getattr(loss, "item", None)) and not isinstance(loss, numbers.Real):
+        loss = loss.item()
     if isinstance(loss, bool) or not isinstance(loss, numbers.Real):
         raise ResultError(
-            f"{function}() returned {result!r:.200}; return the loss (a number) or a dict such as "
-            "{'loss': -accuracy, 'status': STATUS_OK, 'model': model}"
+            f"{function}() returned {result!r:.200}; return the loss (a number) or a dict such as {_RETURN_EXAMPLE} "
+            "(a one-element tensor or array: `loss.item()`)"
         )
-    return float(loss), status, model, extras
+    return float(loss)
 
 
 def _jsonable(value: Any) -> Any:
@@ -332,15 +369,18 @@ def _run_and_record(
         release(study, trial._trial_id, reason)
         raise
     except BaseException as exc:
+        template_error = uncompiled_template_error(exc)  # `unhashable type: 'set'` from a template not compiled
+        if template_error is not None:
+            _tell_failed(study, trial, context, template_error, log, started)
+            raise template_error from exc
         # An Exception, or SystemExit (a library calling sys.exit()) and other BaseExceptions: the trial failed,
         # its traceback is recorded, and the search goes on. Where no frame of the user's code raised (the model
-        # returned None), point at the model's `def` line.
-        model_def = traceback.FrameSummary(model.filename, model.lineno, model.name)
-        return _tell_failed(study, trial, context, exc, log, started, filename=model.filename, default=model_def)
+        # returned None), point at its `return` or `def` line.
+        return _tell_failed(study, trial, context, exc, log, started, filename=model.filename, default=_blame(model, context))
     for key, value in extras.items():
         trial.set_user_attr(key, _jsonable(value))
     if status != STATUS_OK or not math.isfinite(loss):
-        reason = f"status {status!r}" if status != STATUS_OK else f"the loss is {loss}"
+        reason = f"status {status!r}" if status != STATUS_OK else _bad_loss(model, context, loss)
         trial.set_user_attr("hb.error", f"failed: {reason}")
         log.write(f"\n[hyperbrace] trial failed: {reason}\n")
         return _finish(
@@ -349,6 +389,30 @@ def _run_and_record(
     # The model is saved (if among the best) and then dropped: models are never kept across trials.
     model_path = _save_if_top(study, trial, model_obj, loss, settings) if model_obj is not None else None
     return _finish(study, trial, context, TrialState.COMPLETE, loss, started, model_path=model_path)
+
+
+def _blame(model: CompiledModel, context: TrialContext) -> traceback.FrameSummary:
+    """The line of the user's model that an error about its return value is about: the `return` that ended it
+    (else the `def`)."""
+    line = context.extras.get("hb.return_line")
+    if line is None and len(model.returns) == 1:
+        line = model.returns[0][0]
+    text = dict(model.returns).get(line)
+    if line is None or text is None:
+        return traceback.FrameSummary(model.filename, model.lineno, model.name)
+    return traceback.FrameSummary(model.filename, line, model.name, line=text)
+
+
+def _bad_loss(model: CompiledModel, context: TrialContext, loss: float) -> str:
+    """Why a non-finite loss failed its trial, naming the model's return line and what to write instead."""
+    frame = _blame(model, context)
+    text = f": `{frame.line if len(frame.line) <= 80 else frame.line[:77] + '...'}`" if frame.line else ""
+    return (
+        f'the loss is {loss} (File "{frame.filename}", line {frame.lineno}{text}). '
+        "The trial is recorded as failed and the search goes on; if training diverged, "
+        "narrow the learning-rate range or clip gradients, and to fail a trial on purpose return "
+        "{'loss': ..., 'status': STATUS_FAIL}"
+    )
 
 
 def _finish(

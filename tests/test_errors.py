@@ -292,8 +292,10 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path):
     assert by_mode["ok"].state == "COMPLETE" and by_mode["ok"].loss == 0.5
     for mode in ("nan", "inf", "status", "raise"):
         assert by_mode[mode].state == "FAIL" and by_mode[mode].loss is None
-    assert by_mode["nan"].error == "failed: the loss is nan"
-    assert by_mode["inf"].error == "failed: the loss is inf"
+    line = fails_in_every_way.__code__.co_firstlineno
+    assert by_mode["nan"].error.startswith(f'failed: the loss is nan (File "{__file__}", line {line + 3}: `return math.nan`)')
+    assert by_mode["inf"].error.startswith(f'failed: the loss is inf (File "{__file__}", line {line + 5}: `return {{"loss": math.inf}}`)')
+    assert "STATUS_FAIL" in by_mode["nan"].error and "learning-rate" in by_mode["nan"].error
     assert by_mode["status"].error == "failed: status 'fail'"
     error = by_mode["raise"].error
     assert f'File "{__file__}", line' in error and 'raise RuntimeError("the model fell over")' in error

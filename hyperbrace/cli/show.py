@@ -1,4 +1,5 @@
-"""``hyperbrace show RUN [--top N] [--failures]``: a search's trial counts, its best trials, and its errors."""
+"""``hyperbrace show RUN [--top N] [--failures] [--space]``: a search's trial counts, its best trials, its errors,
+or its search space."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     add_arguments(show)
     show.add_argument("--top", type=int, default=10, metavar="N", help="how many of the best trials to list (default 10)")
     show.add_argument("--failures", action="store_true", help="also list the failed trials' errors, grouped by error")
+    show.add_argument("--space", action="store_true",
+                      help="print the search space instead: every template's name, distribution and file:line")
     show.set_defaults(run=_show)
 
 
@@ -31,6 +34,9 @@ def _show(args: argparse.Namespace) -> int:
         raise UsageError(f"--top {args.top}: give how many of the best trials to list, 1 or more (e.g. --top 5)")
     target = open_target(args)
     result = target.result()
+    if args.space:
+        print(result.search_space)
+        return 0
     print(result.summary(top=args.top))
     if args.failures:
         groups = failure_groups(result.study.get_trials(deepcopy=False))
