@@ -140,10 +140,22 @@ def space_entries(sites: Sequence[TemplateSite]) -> list[dict[str, Any]]:
     for site in sites:
         weak = site.explicit_name is None and (site.context is None or site.context in _WEAK_CONTEXTS)
         rows.append({
-            "name": site.name, "distribution": " ".join(site.text[2:-2].split()), "file": site.filename,
+            "name": site.name, "distribution": _without_name(site.text[2:-2]), "file": site.filename,
             "line": site.lineno, "function": site.function, "weak": weak,
         })
     return rows
+
+
+def _without_name(expression: str) -> str:
+    """The distribution call as written, on one line and without its ``name=`` (shown in the name column)."""
+    try:
+        call = ast.parse(expression.strip(), mode="eval").body
+    except SyntaxError:
+        return " ".join(expression.split())
+    if not isinstance(call, ast.Call) or not any(k.arg == "name" for k in call.keywords):
+        return " ".join(expression.split()) if "#" not in expression else ast.unparse(call)
+    call.keywords = [k for k in call.keywords if k.arg != "name"]
+    return ast.unparse(call)
 
 
 # -- reading the source ----------------------------------------------------------------------------------------
@@ -308,7 +320,14 @@ def _check_statically(
         inspect.signature(factory).bind(*args, **kwargs)
     except TypeError as exc:
         signature = f"{site.distribution}{inspect.signature(factory)}".replace(" -> Distribution", "")
-        raise site.error(f"wrong arguments for {site.distribution}: {exc}. It takes {signature}") from None
+        hint = ""
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+        if unknown:
+            close = difflib.get_close_matches(unknown.group(1), [*inspect.signature(factory).parameters, "name"], n=1)
+            hint = f" (did you mean {close[0]}=?)" if close else ""
+        raise site.error(
+            f"wrong arguments for {site.distribution}: {exc}{hint}. It takes {signature}, and name=\"...\""
+        ) from None
     if site.distribution in ("choice", "pchoice") and call.args and isinstance(call.args[0], (ast.List, ast.Tuple)):
         if not call.args[0].elts:
             raise site.error(f"{site.distribution}: the list of options is empty; give at least one option")
@@ -654,6 +673,8 @@ def compile_model(
     returns: list[tuple[int, str]] = []
     for function in functions:
         is_model = function is model_function
+        if not is_model and not _may_hold_template(function):
+            continue  # most helpers: no "{{" in their lines, so no need to parse their file
         try:
             source, node, filename = _read_source(function)
         except TemplateSourceError as exc:
@@ -796,6 +817,21 @@ def _return_lines(node: ast.FunctionDef, source: str) -> list[tuple[int, str]]:
 
     walk(node)
     return found
+
+
+def _last_line(code: types.CodeType) -> int:
+    lines = [line for _, _, line in code.co_lines() if line is not None]
+    nested = [_last_line(c) for c in code.co_consts if isinstance(c, types.CodeType)]
+    return max(lines + nested + [code.co_firstlineno])
+
+
+def _may_hold_template(function: types.FunctionType) -> bool:
+    """Whether the function's lines (as its code object spans them) contain ``{{`` at all, or cannot be read."""
+    code = function.__code__
+    lines = linecache.getlines(code.co_filename, function.__globals__)
+    if not lines:
+        return True  # no source: _read_source decides (and the bytecode check)
+    return "{{" in "".join(lines[code.co_firstlineno - 1:_last_line(code)])
 
 
 def _builds_a_set_of_a_set(code: types.CodeType) -> bool:

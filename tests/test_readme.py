@@ -43,10 +43,10 @@ def test_the_readme_template_example_runs_and_samples_conditionally(tmp_path):
     assert len(trials) == 8
     for trial in trials:
         params = trial.params
-        # One units_i per hidden layer, as many as range({{randint(1, 4)}}) gave.
-        assert sorted(k for k in params if k.startswith("units_")) == [f"units_{i}" for i in range(params["range"])]
-        assert 1 <= params["range"] <= 3
+        # One units_i per hidden layer, as many as range({{randint(1, 4, name="n_layers")}}) gave.
+        assert sorted(k for k in params if k.startswith("units_")) == [f"units_{i}" for i in range(params["n_layers"])]
+        assert 1 <= params["n_layers"] <= 3
         # The dropout rate exists only where the branch that holds it ran.
-        assert ("Dropout" in params) == (params["choice"] == "regularized")
+        assert ("Dropout" in params) == (params["regularization"] == "regularized")
         assert params["add"] in ("layers.BatchNormalization()", "layers.LayerNormalization()")
-    assert {t.params["choice"] for t in trials} == {"plain", "regularized"}
+    assert {t.params["regularization"] for t in trials} == {"plain", "regularized"}

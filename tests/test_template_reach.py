@@ -7,9 +7,12 @@ tests/helpers/blocks.py (another module of the project, imported under an alias)
 from __future__ import annotations
 
 import functools
+import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import cloudpickle
 import optuna
@@ -283,3 +286,22 @@ def test_model_defined_in_a_script_with_a_helper_runs_in_worker_processes(tmp_pa
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "['uniform', 'w_0', 'w_1'] 4"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # about 30 s on a quiet machine: Keras and PyTorch are imported by three processes
+def test_keras_model_built_through_a_helper_with_templates_runs_with_two_workers(tmp_path):
+    """End to end: Keras (PyTorch backend) in worker processes, the templates in build_block(), called twice."""
+    pytest.importorskip("keras")
+    helpers = Path(__file__).parent / "helpers"
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(Path(__file__).parent.parent)}
+    done = subprocess.run([sys.executable, str(helpers / "keras_blocks.py"), str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=540)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("REPORT ")]
+    report = json.loads(line.removeprefix("REPORT "))
+    assert report["states"] == ["COMPLETE"] * 4
+    assert report["space"] == ['f"units_{i}"', "Dropout"]
+    best_run = report["best_run"]
+    assert set(best_run) == {"units_0", "units_1", "Dropout"} and 0 <= best_run["Dropout"] <= 0.5
+    assert report["units"] == [best_run["units_0"], best_run["units_1"]]  # the saved best model has those widths
