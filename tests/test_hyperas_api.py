@@ -238,16 +238,28 @@ def test_failed_trials_are_recorded_and_the_search_goes_on():
 
 def broken_model():
     value = {{uniform(0, 1)}}
-    return undefined_name * value  # noqa: F821
+    raise ValueError(f"shapes do not match: {value > 2}")
 
 
 def test_a_bug_stops_the_search_after_three_alike_failures_and_trials_keep_them():
     trials = Trials()
-    with pytest.raises(TrialFailedError, match="undefined_name"):
+    with pytest.raises(TrialFailedError, match="shapes do not match"):
         optim.minimize(broken_model, None, tpe.suggest, 10, trials, **QUIET)
     assert len(trials) == 3 and trials.statuses() == ['fail'] * 3
     with pytest.raises(AllTrialsFailed):
         trials.best_trial
+
+
+def misspelt_model():
+    value = {{uniform(0, 1)}}
+    return undefined_name * value  # noqa: F821
+
+
+def test_a_name_error_stops_the_search_at_its_first_trial():
+    trials = Trials()
+    with pytest.raises(TrialFailedError, match="undefined_name"):
+        optim.minimize(misspelt_model, None, tpe.suggest, 10, trials, **QUIET)
+    assert len(trials) == 1 and trials.statuses() == ['fail']
 
 
 def test_a_template_mistake_names_the_file_and_line():
