@@ -82,7 +82,7 @@ def space_table(entries: Sequence[Mapping[str, Any]]) -> str:
     * named by a fallback rule; write name="..." in the template for a clear best_run key, e.g. {{choice([...], name="n_layers")}}
     """
     if not entries:
-        return "Search space: no {{...}} templates"
+        return "Search space: no {{...}} templates recorded"
     header = ["name", "distribution", "where"]
     rows = [
         [e["name"] + ("*" if e.get("weak") else ""), _cell(e["distribution"], 40), _where(e["file"], e["line"])]

@@ -94,7 +94,18 @@ def _own_returns(node: ast.AST) -> list[ast.Return]:
 def check_data_returns(model: CompiledModel, data: Callable[..., Any] | None) -> None:
     """Before ``data()`` runs: where every ``return`` of ``data()`` is a literal tuple (or a dict with literal keys)
     of one size, check that the model takes that many arguments (those names); raise :class:`ModelArgumentsError`.
-    Where the returns say nothing certain, the check waits for the value (:func:`check_arguments`)."""
+    Where the returns say nothing certain, the check waits for the value (:func:`check_arguments`).
+
+    >>> from hyperbrace.template import compile_model
+    >>> def data():
+    ...     return [1, 2], [0, 1]
+    >>> def create_model(x_train, y_train, x_val, y_val):
+    ...     return {{uniform(0, 1)}}
+    >>> check_data_returns(compile_model(create_model), data)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    hyperbrace.preflight.ModelArgumentsError: ... cannot take what data() (File "<doctest ...>", line 1) returns: 2 values (a tuple) ...
+    """
     if data is None:
         return
     function = inspect.unwrap(data)
@@ -127,7 +138,17 @@ def check_data_returns(model: CompiledModel, data: Callable[..., Any] | None) ->
 
 def is_configuration_independent(error: BaseException | None, model: CompiledModel) -> bool:
     """Whether a trial's error is one that every configuration would meet: a ``NameError``, ``ImportError`` or
-    ``SyntaxError``, or a ``TypeError`` from calling the model itself with arguments it does not take."""
+    ``SyntaxError``, or a ``TypeError`` from calling the model itself with arguments it does not take.
+
+    >>> from hyperbrace.template import compile_model
+    >>> def create_model(x):
+    ...     return {{uniform(0, 1)}} * x
+    >>> model = compile_model(create_model)
+    >>> is_configuration_independent(NameError("name 'lr' is not defined"), model)
+    True
+    >>> is_configuration_independent(ValueError("loss diverged"), model)
+    False
+    """
     if error is None:
         return False
     if isinstance(error, (NameError, ImportError, SyntaxError)):

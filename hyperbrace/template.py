@@ -876,7 +876,18 @@ def _check_library_function(function: types.FunctionType) -> None:
 def uncompiled_template_error(error: BaseException) -> TemplateError | None:
     """The :class:`TemplateError` that explains ``error`` if it is Python's ``unhashable type: 'set'`` from a
     ``{{...}}`` template that was not compiled (module level, an installed package, a function hyperbrace did not
-    reach, code without source); ``None`` for any other error."""
+    reach, code without source); ``None`` for any other error.
+
+    >>> def helper():  # not compiled: called here directly, outside any search
+    ...     return {{uniform(0, 1)}}
+    >>> try:
+    ...     helper()
+    ... except NameError as exc:  # `uniform` is not imported here; with the import: unhashable type: 'set'
+    ...     print(uncompiled_template_error(exc).message[:61])
+    a {{...}} template in helper(), which hyperbrace did not find
+    >>> uncompiled_template_error(ValueError("something else")) is None
+    True
+    """
     from hyperbrace._reach import is_user_file
 
     message = str(error)
@@ -1001,6 +1012,10 @@ def install_excepthook() -> None:
     Python reads ``{{...}}`` outside a compiled function as a set of sets and stops with ``TypeError: unhashable
     type: 'set'``; the hook (chained to the previous one, installed once) shows the :class:`TemplateError` that
     says where templates may be written, after the original traceback.
+
+    >>> install_excepthook()  # done when hyperbrace is imported; again, it changes nothing
+    >>> getattr(sys.excepthook, "_hyperbrace", False)
+    True
     """
     previous = sys.excepthook
     if getattr(previous, "_hyperbrace", False):
