@@ -64,8 +64,15 @@ def _check_search(result, max_evals: int, killed: bool) -> None:
 @pytest.fixture(scope="module")
 def ray_cluster():
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}})
+    for attempt in range(2):
+        try:  # Ray gives its node 30 s to start (hard-coded); on a loaded machine a second try may be needed
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}})
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt:
+                raise
     yield ray
     ray.shutdown()
 
