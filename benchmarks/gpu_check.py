@@ -121,11 +121,17 @@ def main() -> int:
     failed = False
     directory = tempfile.mkdtemp(prefix="hyperbrace-gpu-check-")
     n = len(gpus) * args.trials_per_gpu
-    result = minimize(tiny_torch_search, max_evals=n, gpus="all", directory=directory, study_name="local-gpus",
-                      show_progress=False, seed=0, prune=None)
-    lines = report(f'minimize(gpus="all"): {len(gpus)} GPU(s), {n} trials', result, whole_gpus=True)
-    failed |= any("PROBLEM" in line for line in lines)
-    say(*lines)
+
+    def check(title: str, whole_gpus: bool, **options) -> None:
+        """One search of n trials with ``options``; its report is printed and its problems counted."""
+        nonlocal failed
+        result = minimize(tiny_torch_search, max_evals=n, directory=directory, show_progress=False, seed=0,
+                          prune=None, **options)
+        lines = report(f"{title}: {n} trials", result, whole_gpus=whole_gpus)
+        failed |= any("PROBLEM" in line for line in lines)
+        say(*lines)
+
+    check(f'minimize(gpus="all"), {len(gpus)} GPU(s)', True, gpus="all", study_name="local-gpus")
 
     try:
         import ray  # noqa: F401
@@ -138,14 +144,9 @@ def main() -> int:
             say(f"this hyperbrace has no Ray launcher ({exc}): the Ray num_gpus check is skipped")
         else:
             for per_trial, whole in ((1, True), (0.5, False)):
-                result = minimize(
-                    tiny_torch_search, max_evals=n, n_jobs=max(1, int(len(gpus) / per_trial)),
-                    cluster=Ray(num_gpus=per_trial, num_cpus=1), directory=directory,
-                    study_name=f"ray-gpus-{per_trial}", show_progress=False, seed=0, prune=None,
-                )
-                lines = report(f"minimize(cluster=Ray(num_gpus={per_trial})): {n} trials", result, whole_gpus=whole)
-                failed |= any("PROBLEM" in line for line in lines)
-                say(*lines)
+                check(f"minimize(cluster=Ray(num_gpus={per_trial}))", whole,
+                      n_jobs=max(1, int(len(gpus) / per_trial)), cluster=Ray(num_gpus=per_trial, num_cpus=1),
+                      study_name=f"ray-gpus-{per_trial}")
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
@@ -158,11 +159,8 @@ def main() -> int:
         # dask-cuda's LocalCUDACluster is the real set-up; with one GPU this checks the resource accounting.)
         with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, resources={"GPU": 1},
                           dashboard_address=None) as cluster, Client(cluster) as client:
-            result = minimize(tiny_torch_search, max_evals=n, n_jobs=2, cluster=Dask(client, resources={"GPU": 1}),
-                              directory=directory, study_name="dask-gpus", show_progress=False, seed=0, prune=None)
-        lines = report(f'minimize(cluster=Dask(client, resources={{"GPU": 1}})): {n} trials', result, whole_gpus=True)
-        failed |= any("PROBLEM" in line for line in lines)
-        say(*lines)
+            check('minimize(cluster=Dask(client, resources={"GPU": 1}))', True, n_jobs=2,
+                  cluster=Dask(client, resources={"GPU": 1}), study_name="dask-gpus")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text("\n".join(out) + "\n")
