@@ -3,8 +3,8 @@ gRPC proxy with workers that cannot read the run directory, models home through 
 a worker killed mid-trial on each engine, reproducible=True across worker counts, and the worker's two-line
 import error.
 
-Each engine is started once per module and the searches are a few 0.2 s trials, so the file stays near a minute
-on two busy cores (most of it Ray's and the worker processes' start-up).
+Each engine is started once per module and the searches are a few 0.2 s trials; the engines' tests are marked slow
+(end to end: Ray's start alone takes 15-45 s on this project's two shared cores).
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.mark.slow  # a real engine's processes: tens of seconds on a busy machine
 def test_ray_runs_exact_budget_and_replaces_a_killed_worker(ray_cluster, tmp_path):
     from hyperbrace.launchers import Ray
 
@@ -96,6 +97,7 @@ def dask_client():
     cluster.close()
 
 
+@pytest.mark.slow  # a real engine's processes: tens of seconds on a busy machine
 def test_dask_runs_exact_budget_and_survives_a_killed_worker(dask_client, tmp_path):
     result = minimize(quick, lambda: str(tmp_path), max_evals=6, n_jobs=2, cluster=dask_client,
                       directory=tmp_path / "runs", show_progress=False, seed=0)
@@ -103,6 +105,7 @@ def test_dask_runs_exact_budget_and_survives_a_killed_worker(dask_client, tmp_pa
 
 
 # -- submitit --------------------------------------------------------------------------------------------------------
+@pytest.mark.slow  # a real engine's processes: tens of seconds on a busy machine
 def test_submitit_local_executor_runs_exact_budget_and_replaces_a_killed_job(tmp_path):
     submitit = pytest.importorskip("submitit")
     executor = submitit.LocalExecutor(folder=tmp_path / "jobs")
@@ -261,6 +264,7 @@ def _env_without_probe() -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow  # a real engine's processes: tens of seconds on a busy machine
 @pytest.mark.parametrize("through", ["proxy", "journal"])
 def test_hyperbrace_worker_joins_through_the_proxy_or_the_journal(tmp_path, through):
     runs, meeting, elsewhere = tmp_path / "runs", tmp_path / "meeting", tmp_path / "elsewhere"
@@ -310,3 +314,28 @@ def test_a_joined_worker_takes_a_budget_the_chief_raised(tmp_path):
     first.study._storage.set_study_system_attr(first.study._study_id, BUDGET_ATTR, 5)
     outcomes = plan.run_trials(worker_index=1)
     assert len(outcomes) == 2 and counted_trials(first.study) == 5
+
+
+def test_a_proxy_trial_whose_heartbeat_stops_is_failed_and_queued_again(monkeypatch):
+    from hyperbrace.launchers import _chief
+    from hyperbrace.search import PROXY_BEAT_ATTR
+
+    monkeypatch.setattr(_chief, "SILENT_S", 0.3)
+    study = optuna.create_study()
+    silent, beating, local = study.ask(), study.ask(), study.ask()
+    for trial in (silent, beating, local):
+        trial.suggest_float("x", 0, 1)
+    study._storage.set_trial_system_attr(silent._trial_id, PROXY_BEAT_ATTR, 0)
+    study._storage.set_trial_system_attr(beating._trial_id, PROXY_BEAT_ATTR, 0)
+    watch = _chief._BeatWatch()
+    watch.reap_silent(study, retries=1)
+    time.sleep(0.5)
+    study._storage.set_trial_system_attr(beating._trial_id, PROXY_BEAT_ATTR, 1)  # this one's worker is alive
+    watch.reap_silent(study, retries=1)
+    states = {t.number: t.state for t in study.trials}
+    assert states[silent.number] == TrialState.FAIL
+    assert states[beating.number] == TrialState.RUNNING
+    assert states[local.number] == TrialState.RUNNING  # no proxy heartbeat: not this watch's to judge
+    retry = [t for t in study.trials if t.state == TrialState.WAITING]
+    assert len(retry) == 1 and retry[0].params == study.trials[silent.number].params
+    assert "heartbeat stopped" in study.trials[silent.number].user_attrs["hb.error"]
