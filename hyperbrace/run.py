@@ -31,7 +31,7 @@ def minimize(
     data: Callable[..., Any] | None = None,
     max_evals: int = 50,
     *,
-    algo: Any = "tpe",
+    algo: Any = "auto",
     seed: int | None = None,
     storage: str | None = None,
     study_name: str | None = None,
@@ -39,7 +39,7 @@ def minimize(
     timeout: float | None = None,
     n_jobs: int = 1,
     gpus: Sequence[int] | str | None = None,
-    prune: Any = "median",
+    prune: Any = "asha",
     prune_on: str | tuple[str, str] = "val_loss",
     keep_models: int = 3,
     show_progress: bool = True,
@@ -59,7 +59,9 @@ def minimize(
             arguments, a dict -> keyword arguments, anything else -> one argument).
         max_evals: the total number of trials of the study. Running the same search again continues it up to
             this number, so a killed run resumes where it stopped.
-        algo: "tpe" (default), "random", "gp", "cmaes", "qmc", "grid" (finite spaces), or an Optuna sampler.
+        algo: "auto" (default: Optuna's GP or TPE, chosen per trial from the space, pruning, parallelism and
+            trial count, see docs/search.md), "tpe", "random", "gp", "cmaes", "qmc", "grid" (finite spaces), or an
+            Optuna sampler.
         seed: makes the suggestions repeatable.
         storage: a database URL ("sqlite:///...", "postgresql://...") instead of the run directory's journal file.
         study_name: the study's name (default: ``<script>.<function>``, or the function's name in a notebook).
@@ -67,8 +69,8 @@ def minimize(
         timeout: seconds after which no new trial starts.
         n_jobs: worker processes running trials at once on this machine.
         gpus: GPU ids (or "all"): one trial per GPU at a time.
-        prune: stop bad trials early: "median" (default: the safe choice at 20-50 trials, see docs/pruning.md),
-            "asha", "hyperband", None (train every trial to the end), or an Optuna pruner. Keras fits report
+        prune: stop bad trials early: "asha" (default: successive halving from a ninth of the epochs on, see
+            docs/search.md), "median", "hyperband", None (train every trial to the end), or an Optuna pruner. Keras fits report
             each epoch by themselves; other code calls ``hyperbrace.report`` and ``hyperbrace.should_prune``.
         prune_on: the Keras metric reported to the pruner after each epoch (default "val_loss"). Its direction
             follows from its name ("val_accuracy" is maximized); give it for other names: ("val_f1", "max").

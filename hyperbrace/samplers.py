@@ -4,6 +4,9 @@
 'RandomSampler'
 >>> make_pruner(None).__class__.__name__
 'NopPruner'
+
+Why the defaults are what they are (``algo="auto"``, ``prune="asha"``): docs/search.md, with the measurements in
+benchmarks/results/sampler_tables.md and benchmarks/results/race.md.
 """
 
 from __future__ import annotations
@@ -17,10 +20,47 @@ import optuna
 
 from hyperbrace.template import TemplateSite
 
-__all__ = ["SAMPLERS", "PRUNERS", "make_sampler", "make_pruner", "grid_space", "reseed"]
+__all__ = ["SAMPLERS", "PRUNERS", "AutoSampler", "make_sampler", "make_pruner", "grid_space", "reseed"]
 
-SAMPLERS = ("tpe", "random", "gp", "cmaes", "grid", "qmc")
+#: Past this many finished trials ``algo="auto"`` leaves the GP for TPE: a GP suggestion costs O(n^3) in the
+#: trials (0.1-0.4 CPU s at 100 trials here, seconds at several hundred), TPE's stays near constant.
+GP_MAX_TRIALS = 250
+
+SAMPLERS = ("auto", "tpe", "random", "gp", "cmaes", "grid", "qmc")
 PRUNERS = ("asha", "hyperband", "median", None)
+
+
+class EpochScaledASHA(optuna.pruners.SuccessiveHalvingPruner):
+    """Asynchronous successive halving whose first rung is a ninth of a full trial's epochs (at least 1).
+
+    With reduction factor 3 the rungs are ``r, 3r, 9r`` for ``r = round(epochs / 9)``: 15-epoch trials are judged
+    after epochs 2 and 6, 30-epoch trials after 3, 9 and 27, 100-epoch trials after 11, 33 and 99. A trial goes
+    on past a rung only if it is in the best third of the trials that reached it. Tying the first rung to the
+    epoch count keeps the warm-up at about 11% of training, where Optuna's ``min_resource="auto"`` (a hundredth)
+    judges everything after one epoch, which costs slow starters (SGD, low learning rates) their chance. Expected
+    epochs per trial: about 1/3.5 (15 epochs) to 1/4.2 (30 epochs) of full training.
+
+    A full trial's length is learnt from the first completed trial; until one completes, nothing is pruned.
+
+    >>> EpochScaledASHA().first_rung(15), EpochScaledASHA().first_rung(30), EpochScaledASHA().first_rung(5)
+    (2, 3, 1)
+    """
+
+    def __init__(self, reduction_factor: int = 3) -> None:
+        super().__init__(min_resource="auto", reduction_factor=reduction_factor)
+
+    @staticmethod
+    def first_rung(epochs: int) -> int:
+        return max(1, round(epochs / 9))
+
+    def prune(self, study: optuna.Study, trial: Any) -> bool:
+        if self._min_resource is None:
+            steps = [t.last_step for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                     if t.last_step is not None]
+            if not steps:
+                return False
+            self._min_resource = self.first_rung(max(steps))
+        return super().prune(study, trial)
 
 
 def grid_space(sites: Sequence[TemplateSite]) -> dict[str, list[Any]]:
@@ -54,6 +94,90 @@ class _AskTellGridSampler(optuna.samplers.GridSampler):
         pass
 
 
+def _categorical_only(sites: Sequence[TemplateSite]) -> bool:
+    from hyperbrace.space import Choice
+
+    known = [site.static_distribution for site in sites]
+    return bool(known) and all(isinstance(d, Choice) for d in known)
+
+
+class AutoSampler(optuna.samplers.BaseSampler):
+    """``algo="auto"``: for each new trial, Optuna's GP sampler or its multivariate TPE, whichever the
+    measurements favour for the study as it stands (benchmarks/results/sampler_tables.md, docs/search.md):
+
+    * TPE once the study has pruned trials: Optuna's GP learns from completed trials only, so with a pruner that
+      stops most trials it would model a handful of points, while TPE also learns from where trials were pruned;
+    * TPE for spaces whose templates are all ``choice`` (categorical) or that are conditional (trials asked for
+      different parameters, or a template's name is computed in the trial); TPE (``group=True``) models each
+      branch on its own, the GP only the parameters every trial has;
+    * TPE for parallel searches (``n_jobs > 1``: the constant liar spreads workers; Optuna's GP has no batch
+      acquisition) and past :data:`GP_MAX_TRIALS` finished trials (the GP's cost grows with the cube of the
+      trials);
+    * the GP otherwise: sequential searches over numeric or mixed spaces, where it needs fewer trials than TPE.
+
+    Both start with the same 10 random trials. Every choice is recorded in the trial's system attributes
+    (``hyperbrace.sampler``), so a study shows which sampler proposed what.
+
+    >>> import optuna
+    >>> sampler = AutoSampler(seed=0)
+    >>> study = optuna.create_study(sampler=sampler)
+    >>> study.optimize(lambda t: (t.suggest_float("x", -2, 2) - 1) ** 2, n_trials=12)
+    >>> study.trials[-1].system_attrs["hyperbrace.sampler"]
+    'gp'
+    """
+
+    def __init__(
+        self, seed: int | None = None, sites: Sequence[TemplateSite] = (), parallel: bool = False
+    ) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=parallel)
+            self._gp = optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+        self._static_tpe = parallel or _categorical_only(sites) or any(site.dynamic_name for site in sites)
+        self._chosen: dict[int, optuna.samplers.BaseSampler] = {}
+
+    def choose(self, study: optuna.Study) -> str:
+        """``"tpe"`` or ``"gp"``: the sampler the next trial of ``study`` gets."""
+        if self._static_tpe:
+            return "tpe"
+        trials = study.get_trials(deepcopy=False)
+        finished = [t for t in trials if t.state.is_finished()]
+        if len(finished) >= GP_MAX_TRIALS or any(t.state.name == "PRUNED" for t in finished):
+            return "tpe"
+        spaces = {frozenset(t.distributions) for t in finished if t.state.name == "COMPLETE"}
+        if len(spaces) > 1:  # conditional: trials asked for different parameters
+            return "tpe"
+        distributions = [d for t in finished[:1] for d in t.distributions.values()]
+        if distributions and all(isinstance(d, optuna.distributions.CategoricalDistribution) for d in distributions):
+            return "tpe"
+        return "gp"
+
+    def _for(self, trial: Any) -> optuna.samplers.BaseSampler:
+        return self._chosen.get(trial.number, self._tpe)
+
+    def before_trial(self, study: optuna.Study, trial: Any) -> None:
+        name = self.choose(study)
+        self._chosen[trial.number] = self._gp if name == "gp" else self._tpe
+        study._storage.set_trial_system_attr(trial._trial_id, "hyperbrace.sampler", name)
+        self._chosen[trial.number].before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: Any) -> dict[str, Any]:
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: Any, param_name: str, param_distribution: Any) -> Any:
+        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: Any, state: Any, values: Any) -> None:
+        self._chosen.pop(trial.number, self._tpe).after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._tpe.reseed_rng()
+        self._gp.reseed_rng()
+
+
 def make_sampler(
     algo: Any, seed: int | None = None, sites: Sequence[TemplateSite] = (), parallel: bool = False
 ) -> optuna.samplers.BaseSampler:
@@ -66,6 +190,8 @@ def make_sampler(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         warnings.simplefilter("ignore", FutureWarning)
+        if name == "auto":
+            return AutoSampler(seed=seed, sites=sites, parallel=parallel)
         if name == "tpe":
             # Multivariate TPE models parameters jointly; group=True lets it do so for conditional (define-by-run)
             # spaces; the constant liar keeps parallel workers from all trying the same point.
@@ -142,22 +268,25 @@ def make_pruner(prune: Any) -> optuna.pruners.BasePruner:
     Steps are epochs (the Keras integration reports epoch 1, 2, ...), and the settings assume that:
 
     * ``"median"``: stop a trial whose value is worse than the median of earlier trials at the same epoch, once 5
-      trials have finished and from its second epoch on;
-    * ``"asha"``: asynchronous successive halving: at epochs 1, 3, 9, 27, ... only the best third of the trials
-      that reached that epoch go on. It waits for one trial to finish, to learn how long a full trial is;
+      trials have finished and from its second epoch on. Optuna's median pruner compares with *completed* trials
+      only, which are the survivors: once it prunes, the bar rises with every completed trial and it ends up
+      pruning almost every new trial (docs/search.md);
+    * ``"asha"`` (the default): asynchronous successive halving with its first rung at a ninth of a full
+      trial's epochs (:class:`EpochScaledASHA`): at epochs r, 3r, 9r only the best third of the trials that
+      reached that epoch go on. It waits for one trial to finish, to learn how long a full trial is;
     * ``"hyperband"``: several successive-halving brackets of different aggressiveness. Each bracket's trials are
       sampled from that bracket's own history, so a model-based ``algo`` (TPE) learns from fewer trials;
     * ``None``: never prune.
 
     >>> make_pruner("asha").__class__.__name__
-    'SuccessiveHalvingPruner'
+    'EpochScaledASHA'
     """
     if isinstance(prune, optuna.pruners.BasePruner):
         return prune
     if prune is None or prune is False:
         return optuna.pruners.NopPruner()
     if prune == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource="auto", reduction_factor=3)
+        return EpochScaledASHA(reduction_factor=3)
     if prune == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto", reduction_factor=3)
     if prune == "median":

@@ -56,7 +56,7 @@ class SearchPlan:
     data_args: Any
     storage: RunStorage
     study_name: str
-    algo: Any = "tpe"
+    algo: Any = "auto"
     seed: int | None = None
     prune: Any = None
     settings: TrialSettings = None  # type: ignore[assignment]

@@ -13,7 +13,9 @@ a trial, or in a search without pruning, the wrapper calls the original ``fit`` 
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
+import os
 import sys
 import threading
 from pathlib import Path
@@ -26,7 +28,7 @@ from hyperbrace._context import Pruned, TrialContext, current_trial, monitored_m
 FRAMEWORK = "keras"
 SUFFIX = ".keras"
 
-__all__ = ["PruningCallback", "is_model", "save", "load", "before_trial", "after_trial"]
+__all__ = ["PruningCallback", "is_model", "save", "load", "before_trial", "after_trial", "collect_if_grown"]
 
 # extras keys in the TrialContext (one context per trial, so the counts are per trial)
 _EPOCHS = "keras.epochs"  # epochs run by all fit() calls of the trial so far: the step reported to the pruner
@@ -54,10 +56,46 @@ def before_trial(context: TrialContext) -> None:
 
 def after_trial(context: TrialContext) -> None:
     # Each trial builds a new model; without this, Keras' global state (layer names, graphs) keeps growing.
-    # clear_session() also runs gc.collect(), which is what frees the trial's model: a second collection would
-    # only cost time (about a second per trial on a loaded 2-core machine, with Keras and PyTorch imported).
+    # clear_session() resets that state at once (cheap); the garbage collection that frees the trial's model (its
+    # layers hold reference cycles) costs 0.2-1 s once PyTorch and Keras are imported, which short pruned trials
+    # paid every time. It runs only when resident memory has grown by GC_GROWTH_MIB since the last one
+    # (benchmarks/results/keras_cleanup.md: memory stays bounded, the time goes).
     if _keras_was_used():
-        keras.backend.clear_session(free_memory=True)
+        keras.backend.clear_session(free_memory=False)
+        collect_if_grown()
+
+
+#: Resident-memory growth (MiB) since the last collection that makes :func:`collect_if_grown` collect.
+GC_GROWTH_MIB = 64.0
+_collected_at: list[float] = []  # RSS (MiB) right after the last collection
+
+
+def collect_if_grown(growth_mib: float | None = None) -> bool:
+    """Run ``gc.collect()`` if this process's resident memory grew by ``growth_mib`` (default
+    :data:`GC_GROWTH_MIB`) since the last time it did; returns whether it collected. Where resident memory cannot
+    be read (no ``/proc``), it always collects.
+
+    >>> collect_if_grown(growth_mib=float("inf"))  # sets (or keeps) the baseline: nothing to collect yet
+    False
+    """
+    rss = _rss_mib()
+    limit = GC_GROWTH_MIB if growth_mib is None else growth_mib
+    if rss is not None and _collected_at and rss - _collected_at[-1] <= limit:
+        return False
+    if rss is not None and not _collected_at:
+        _collected_at.append(rss)  # the first trial sets the baseline
+        return False
+    gc.collect()
+    _collected_at[:] = [_rss_mib() or 0.0]
+    return True
+
+
+def _rss_mib() -> float | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _keras_was_used() -> bool:

@@ -1,0 +1,505 @@
+"""Race: which tuner gives the better Keras model sooner, on the same model, data, cores, threads and clock.
+
+Tools (each runs one search on one task with one seed, in a fresh process, for ``--budget`` seconds):
+
+* ``hb-default``: hyperbrace with its defaults (``minimize(model, data, timeout=...)``, nothing else set);
+* ``hb-median``, ``hb-hyperband``: hyperbrace (TPE) with its other pruners (``hb-median`` is hyperbrace's
+  default before this benchmark: TPE + ``prune="median"``);
+* ``hyperas``: the Hyperas way: hyperopt's TPE (``fmin(tpe.suggest)``, the engine Hyperas drives; Hyperas itself
+  does not run on Keras 3), every trial trained to the end;
+* ``kt-hyperband``, ``kt-bayes``: KerasTuner 1.4 ``Hyperband`` (``max_epochs=EPOCHS, factor=3``) and
+  ``BayesianOptimization`` (every trial trained to the end), objective ``val_accuracy``;
+* ``optuna-median``, ``optuna-hyperband``: Optuna 5 (default TPE) with
+  ``optuna_integration.KerasPruningCallback(trial, "val_accuracy")`` and ``MedianPruner()`` /
+  ``HyperbandPruner(min_resource=1, max_resource=EPOCHS, reduction_factor=3)``.
+
+Every tool gets the same model code (``build``) and the same space, written in its own API; the same
+``OMP_NUM_THREADS=1`` environment and ``torch.set_num_threads(1)``; the same wall-clock budget, counted from the
+moment its search starts (after imports and data loading) until the process is killed. Tools run one after
+another, interleaved per seed (seed 0: every task and tool, then seed 1, ...), so that load drifts on this shared
+machine hit every tool alike; the 1-minute load average before each run is recorded.
+
+What counts: a trial's score is the best validation accuracy of its epochs, recorded when its ``fit`` returns
+normally (a pruned trial's partial training does not count: no tool hands that model back). Epochs are counted by
+a callback in every ``fit``. Per run: best score at 25/50/100% of the budget, epochs trained, and the time and
+epochs to first reach the ``hyperas`` run's final best (same task and seed), as ratios ``hyperas / tool``.
+
+Run (about ``seeds × tasks × tools × (budget + 10 s)``; the default is about an hour)::
+
+    .venv/bin/python benchmarks/race.py                          # writes benchmarks/results/race.md and race.png
+    .venv/bin/python benchmarks/race.py --seeds 1 --budget 20 --tools hb-default,hyperas   # smoke run
+    .venv/bin/python benchmarks/race.py --report-only            # re-read benchmarks/results/race/*.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).parent / "results"
+RUNS = Path(os.environ.get("RACE_RUNS", RESULTS / "race"))
+TOOLS = ("hb-default", "hb-median", "hb-hyperband", "hyperas", "kt-hyperband", "kt-bayes",
+         "optuna-median", "optuna-hyperband")
+TASKS = ("cnn", "mlp")
+
+# ---------------------------------------------------------------------------------------------------------------
+# The tasks: data and model, shared by every tool. A space is a list of (name, kind, args); `build` gets a
+# `get(name)` that returns each value when the model needs it (so conditional parameters stay conditional in the
+# define-by-run tools).
+
+EPOCHS = 15
+_EVENTS = None  # the open JSONL file this process appends to
+_T0 = 0.0
+_EPOCHS_DONE = 0
+
+SPACES = {
+    # The Hyperas article's CNN and its four templates (examples/gala_cnn.py), at 16x16 with 8-16-32 filters.
+    "cnn": [
+        ("Dense", "choice", [256, 512, 1024]),
+        ("Dropout", "uniform", (0.0, 1.0)),
+        ("optimizer", "choice", ["rmsprop", "adam", "sgd"]),
+        ("batch_size", "choice", [64, 128]),
+    ],
+    # An MLP with a conditional depth: units_2 and units_3 exist only with 2 or 3 layers.
+    "mlp": [
+        ("layers", "choice", [1, 2, 3]),
+        ("units_1", "choice", [16, 32, 64, 128, 256]),
+        ("units_2", "choice", [16, 32, 64, 128, 256]),
+        ("units_3", "choice", [16, 32, 64, 128, 256]),
+        ("dropout", "uniform", (0.0, 0.6)),
+        ("optimizer", "choice", ["sgd", "adam", "rmsprop"]),
+        ("lr", "loguniform", (1e-4, 1.0)),
+        ("batch_size", "choice", [32, 64, 128]),
+    ],
+}
+
+
+def load_data(task: str):
+    """(x_train, y_train, x_val, y_val), made from data scikit-learn ships, with headroom: the best
+    configurations reach 0.8-0.95, bad ones chance."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    if task == "cnn":
+        from sklearn.datasets import load_digits
+
+        x, y = load_digits(return_X_y=True)
+        images = np.kron(x.reshape(-1, 8, 8) / 16.0, np.ones((2, 2)))  # 16x16
+        shifted = np.zeros_like(images)
+        for i, image in enumerate(images):  # each image moved up to 3 pixels, then drowned in noise
+            dy, dx = rng.integers(-3, 4, size=2)
+            shifted[i] = np.roll(np.roll(image, dy, axis=0), dx, axis=1)
+        shifted += rng.normal(0, 0.6, size=shifted.shape)
+        x = shifted[..., None].astype("float32")
+        order = rng.permutation(len(x))
+        x, y = x[order], y[order]
+        return x[:700], y[:700], x[700:], y[700:]
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=3000, n_features=40, n_informative=12, n_redundant=8, n_classes=5,
+                               n_clusters_per_class=2, flip_y=0.05, class_sep=1.0, random_state=0)
+    x = ((x - x.mean(0)) / x.std(0)).astype("float32")
+    return x[:1500], y[:1500], x[1500:], y[1500:]
+
+
+def build(task: str, get):
+    """The model for one configuration, compiled, and the batch size to train it with."""
+    import keras
+    from keras import layers
+
+    if task == "cnn":
+        model = keras.Sequential([keras.Input((16, 16, 1))])
+        for block in ((8, 3), (8, 3), "pool", (16, 5), (16, 5), "pool", (32, 3)):
+            if block == "pool":
+                model.add(layers.MaxPooling2D((2, 2)))
+                continue
+            model.add(layers.Conv2D(block[0], block[1], padding="same"))
+            model.add(layers.BatchNormalization(momentum=0.9))
+            model.add(layers.Activation("relu"))
+        model.add(layers.Flatten())
+        model.add(layers.Dense(get("Dense"), activation="relu"))
+        model.add(layers.Dropout(get("Dropout")))
+        model.add(layers.Dense(10, activation="softmax"))
+        model.compile(optimizer=get("optimizer"), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model, get("batch_size")
+    model = keras.Sequential([keras.Input((40,))])
+    for i in range(1, get("layers") + 1):
+        model.add(layers.Dense(get(f"units_{i}"), activation="relu"))
+    model.add(layers.Dropout(get("dropout")))
+    model.add(layers.Dense(5, activation="softmax"))
+    optimizer = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam,
+                 "rmsprop": keras.optimizers.RMSprop}[get("optimizer")](learning_rate=get("lr"))
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model, get("batch_size")
+
+
+def _event(**fields) -> None:
+    fields["t"] = round(time.perf_counter() - _T0, 3)
+    _EVENTS.write(json.dumps(fields) + "\n")
+    _EVENTS.flush()
+
+
+def _epoch_logger():
+    import keras
+
+    class EpochLogger(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            global _EPOCHS_DONE
+            _EPOCHS_DONE += 1
+            _event(kind="epoch", val_acc=float((logs or {}).get("val_accuracy", 0.0)), epochs=_EPOCHS_DONE)
+
+    return EpochLogger()
+
+
+def train(model, batch_size, data, callbacks=(), **fit_kwargs) -> float:
+    """Train one configuration (every tool's fits go through here) and record its score if it was not pruned."""
+    x_train, y_train, x_val, y_val = data
+    fit_kwargs.setdefault("epochs", EPOCHS)
+    history = model.fit(x_train, y_train, validation_data=(x_val, y_val), batch_size=batch_size, verbose=0,
+                        validation_batch_size=512,
+                        callbacks=[_epoch_logger(), *callbacks], **fit_kwargs)
+    score = max(history.history["val_accuracy"])
+    _event(kind="trial", score=score, epochs=_EPOCHS_DONE, ran=len(history.history["val_accuracy"]))
+    return score
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The tools, each written the way its documentation shows.
+
+def run_hyperbrace(task, data, seed, budget, prune, workdir):
+    import hyperbrace
+    from hyperbrace import choice, loguniform, uniform  # noqa: F401 (the templates)
+
+    if task == "cnn":
+        def create_model(x_train, y_train, x_val, y_val):
+            values = {"Dense": {{choice([256, 512, 1024])}}, "Dropout": {{uniform(0.0, 1.0)}},
+                      "optimizer": {{choice(["rmsprop", "adam", "sgd"])}}, "batch_size": {{choice([64, 128])}}}
+            model, batch_size = build("cnn", values.__getitem__)
+            return -train(model, batch_size, (x_train, y_train, x_val, y_val))
+    else:
+        def create_model(x_train, y_train, x_val, y_val):
+            values = {"layers": {{choice([1, 2, 3])}}}
+            for i in range(1, values["layers"] + 1):
+                values[f"units_{i}"] = {{choice([16, 32, 64, 128, 256], name=f"units_{i}")}}
+            values.update(dropout={{uniform(0.0, 0.6)}}, optimizer={{choice(["sgd", "adam", "rmsprop"])}},
+                          lr={{loguniform(1e-4, 1.0)}}, batch_size={{choice([32, 64, 128])}})
+            model, batch_size = build("mlp", values.__getitem__)
+            return -train(model, batch_size, (x_train, y_train, x_val, y_val))
+
+    options = {} if prune == "default" else {"prune": prune, "algo": "tpe"}
+    hyperbrace.minimize(create_model, lambda: data, max_evals=100_000, seed=seed, timeout=budget,
+                        directory=workdir, show_progress=False, keep_models=0, **options)
+
+
+def run_hyperas(task, data, seed, budget, workdir):
+    import numpy as np
+    from hyperopt import STATUS_OK, Trials, fmin, hp, tpe
+
+    space = {}
+    for name, kind, args in SPACES[task]:
+        if kind == "choice":
+            space[name] = hp.choice(name, args)
+        elif kind == "uniform":
+            space[name] = hp.uniform(name, *args)
+        else:
+            space[name] = hp.loguniform(name, np.log(args[0]), np.log(args[1]))
+
+    def objective(params):
+        model, batch_size = build(task, params.__getitem__)
+        return {"loss": -train(model, batch_size, data), "status": STATUS_OK}
+
+    fmin(objective, space, algo=tpe.suggest, max_evals=100_000, timeout=budget, trials=Trials(),
+         rstate=np.random.default_rng(seed), show_progressbar=False)
+
+
+def _kt_get(hp):
+    def get(spec):
+        name, kind, args = spec
+        if kind == "choice":
+            return hp.Choice(name, args)
+        if kind == "uniform":
+            return hp.Float(name, *args)
+        return hp.Float(name, *args, sampling="log")
+    return get
+
+
+def run_kerastuner(task, data, seed, budget, kind, workdir):
+    import keras_tuner as kt
+
+    specs = {name: (name, k, a) for name, k, a in SPACES[task]}
+
+    class HyperModel(kt.HyperModel):
+        def build(self, hp):
+            get = _kt_get(hp)
+            model, batch_size = build(task, lambda name: get(specs[name]))
+            self.batch_size = batch_size
+            return model
+
+        def fit(self, hp, model, *args, **kwargs):
+            kwargs.pop("batch_size", None)
+            epochs = kwargs.pop("epochs", EPOCHS)
+            callbacks = [c for c in kwargs.pop("callbacks", []) if c is not None]
+            initial = kwargs.pop("initial_epoch", 0)
+            score = train(model, _kt_get(hp)(specs["batch_size"]), data, callbacks=callbacks, epochs=epochs,
+                          initial_epoch=initial)
+            return {"val_accuracy": score}
+
+    common = dict(objective="val_accuracy", seed=seed, directory=str(workdir), project_name="kt", overwrite=True)
+    if kind == "hyperband":
+        tuner = kt.Hyperband(HyperModel(), max_epochs=EPOCHS, factor=3, hyperband_iterations=1000, **common)
+    else:
+        tuner = kt.BayesianOptimization(HyperModel(), max_trials=100_000, **common)
+    tuner.search(epochs=EPOCHS, verbose=0)
+
+
+def run_optuna(task, data, seed, budget, pruner_name, workdir):
+    import optuna
+    from optuna_integration import KerasPruningCallback
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pruner = (optuna.pruners.MedianPruner() if pruner_name == "median" else
+              optuna.pruners.HyperbandPruner(min_resource=1, max_resource=EPOCHS, reduction_factor=3))
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
+    specs = {name: (name, k, a) for name, k, a in SPACES[task]}
+
+    def objective(trial):
+        def get(name):
+            _, kind, args = specs[name]
+            if kind == "choice":
+                return trial.suggest_categorical(name, args)
+            return trial.suggest_float(name, *args, log=kind == "loguniform")
+
+        model, batch_size = build(task, get)
+        return train(model, batch_size, data, callbacks=[KerasPruningCallback(trial, "val_accuracy")])
+
+    study.optimize(objective, timeout=budget)
+
+
+def child(args) -> None:
+    """One tool on one task with one seed: append events to args.events until killed (or done)."""
+    global _EVENTS, _T0, EPOCHS
+    import tempfile
+
+    import torch
+
+    torch.set_num_threads(1)
+    import keras  # noqa: F401
+
+    EPOCHS = args.epochs
+    data = load_data(args.task)
+    _EVENTS = open(args.events, "a")
+    workdir = Path(tempfile.mkdtemp(prefix="race-"))
+    _T0 = time.perf_counter()
+    _event(kind="start", tool=args.tool, task=args.task, seed=args.seed, budget=args.budget, epochs=args.epochs,
+           load=os.getloadavg()[0])
+    tool = args.tool
+    if tool.startswith("hb-"):
+        run_hyperbrace(args.task, data, args.seed, args.budget, tool[3:], workdir)
+    elif tool == "hyperas":
+        run_hyperas(args.task, data, args.seed, args.budget, workdir)
+    elif tool.startswith("kt-"):
+        run_kerastuner(args.task, data, args.seed, args.budget, tool[3:], workdir)
+    elif tool.startswith("optuna-"):
+        run_optuna(args.task, data, args.seed, args.budget, tool[7:], workdir)
+    else:
+        raise SystemExit(f"unknown tool {tool}")
+    _event(kind="done")
+
+
+def run_child(tool: str, task: str, seed: int, budget: float, epochs: int, events: Path) -> None:
+    """Start one tool's process, wait for its start event, give it `budget` seconds, then kill it."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               KERAS_BACKEND="torch", PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    events.unlink(missing_ok=True)
+    log = open(events.with_suffix(".log"), "w")
+    proc = subprocess.Popen([sys.executable, __file__, "--child", tool, "--task", task, "--seed", str(seed),
+                             "--budget", str(budget), "--epochs", str(epochs), "--events", str(events)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+    started = None
+    while proc.poll() is None:
+        if started is None and events.exists() and events.stat().st_size > 0:
+            started = time.monotonic()
+        if started is not None and time.monotonic() - started > budget + 1:
+            break
+        time.sleep(0.2)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Analysis
+
+def read_run(path: Path) -> dict | None:
+    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not events or events[0]["kind"] != "start":
+        return None
+    start = events[0]
+    budget = start["budget"]
+    trials = [(e["t"], e["score"], e["epochs"]) for e in events if e["kind"] == "trial" and e["t"] <= budget]
+    epochs = [(e["t"], e["epochs"]) for e in events if e["kind"] == "epoch" and e["t"] <= budget]
+    return {**start, "trials": trials, "epoch_log": epochs}
+
+
+def best_at(run: dict, fraction: float) -> float:
+    limit = run["budget"] * fraction
+    return max((s for t, s, e in run["trials"] if t <= limit), default=0.0)
+
+
+def reach(run: dict, target: float) -> tuple[float, int] | None:
+    for t, s, e in run["trials"]:
+        if s >= target - 1e-9:
+            return t, e
+    return None
+
+
+def report(budget: float, epochs: int, command: str) -> str:
+    import keras
+    import optuna
+
+    runs = [r for p in sorted(RUNS.glob("*.jsonl")) if (r := read_run(p)) is not None]
+    runs = [r for r in runs if r["budget"] == budget and r.get("epochs") == epochs]
+    tools = [t for t in TOOLS if any(r["tool"] == t for r in runs)]
+    tasks = [t for t in TASKS if any(r["task"] == t for r in runs)]
+    index = {(r["task"], r["tool"], r["seed"]): r for r in runs}
+    loads = [r["load"] for r in runs]
+    lines = [
+        "# Race: best validation accuracy against wall-clock time", "",
+        f"Generated by `{command}`: Keras {keras.__version__} (PyTorch backend, CPU, 1 thread for every tool), "
+        f"Optuna {optuna.__version__}, {epochs}-epoch trials, a {budget:.0f} s budget per run, tools interleaved per "
+        f"seed. Machine: a 2-core machine shared with other jobs; 1-minute load average at the runs' starts "
+        f"{min(loads):.1f}-{max(loads):.1f} (median {statistics.median(loads):.1f}): absolute times are noisy, so "
+        "compare the ratios within one task and seed.", "",
+        "Columns: median over seeds of the best validation accuracy at 25/50/100% of the budget; epochs trained in "
+        "the budget; trials finished (not pruned); `time ratio` = the hyperas run's time to its final best / this "
+        "tool's time to reach that accuracy (>1: sooner), `epochs ratio` likewise in epochs; "
+        "`reached` = seeds in which the tool reached the hyperas run's final best within the budget. "
+        "A seed that did not reach it counts as ratio 0 in the medians.", "",
+    ]
+    for task in tasks:
+        seeds = sorted({s for (t, _, s) in index if t == task})
+        lines += [f"## Task `{task}`", "",
+                  "| tool | best @25% | best @50% | best @100% | epochs | trials | reached | time ratio | "
+                  "epochs ratio |", "|---|---|---|---|---|---|---|---|---|"]
+        for tool in tools:
+            rows = [index[(task, tool, s)] for s in seeds if (task, tool, s) in index]
+            if not rows:
+                continue
+            ratios_t, ratios_e, reached = [], [], 0
+            for r in rows:
+                ref = index.get((task, "hyperas", r["seed"]))
+                if ref is None or not ref["trials"]:
+                    continue
+                target = best_at(ref, 1.0)
+                ref_reach = reach(ref, target)
+                got = reach(r, target)
+                if got is None:
+                    ratios_t.append(0.0)
+                    ratios_e.append(0.0)
+                else:
+                    reached += 1
+                    ratios_t.append(ref_reach[0] / max(got[0], 1e-3))
+                    ratios_e.append(ref_reach[1] / max(got[1], 1))
+            med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
+            lines.append(
+                f"| {tool} | " + " | ".join(f"{med([best_at(r, f) for r in rows]):.4f}" for f in (0.25, 0.5, 1.0))
+                + f" | {med([r['epoch_log'][-1][1] if r['epoch_log'] else 0 for r in rows]):.0f}"
+                + f" | {med([len(r['trials']) for r in rows]):.0f} | {reached}/{len(rows)}"
+                + f" | {med(ratios_t):.2f} | {med(ratios_e):.2f} |"
+            )
+        lines += ["", "Per seed (best @100%, load at start):", "",
+                  "| tool | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---" * (1 + len(seeds)) + "|"]
+        for tool in tools:
+            cells = [f"{best_at(index[(task, tool, s)], 1.0):.4f} ({index[(task, tool, s)]['load']:.1f})"
+                     if (task, tool, s) in index else "-" for s in seeds]
+            lines.append(f"| {tool} | " + " | ".join(cells) + " |")
+        lines.append("")
+    text = "\n".join(lines) + "\n"
+    (RESULTS / "race.md").write_text(text)
+    plot(index, tools, tasks, budget)
+    return text
+
+
+def plot(index, tools, tasks, budget) -> None:
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4.5), squeeze=False)
+    grid = np.linspace(0, budget, 200)
+    for ax, task in zip(axes[0], tasks):
+        for tool in tools:
+            curves = []
+            for (t, name, s), run in index.items():
+                if t != task or name != tool:
+                    continue
+                curves.append([max((sc for tt, sc, e in run["trials"] if tt <= g), default=np.nan) for g in grid])
+            if curves:
+                style = "-" if tool.startswith("hb-") else "--"
+                ax.plot(grid, np.nanmedian(np.array(curves, dtype=float), axis=0), style, label=tool,
+                        linewidth=2.5 if tool == "hb-default" else 1.2)
+        ax.set_title(f"task {task}: median best val accuracy over seeds")
+        ax.set_xlabel("seconds")
+        ax.set_ylabel("best validation accuracy so far")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "race.png", dpi=90)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tools", default=",".join(TOOLS))
+    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--budget", type=float, default=60.0, help="seconds per run")
+    parser.add_argument("--epochs", type=int, default=15, help="epochs of a fully trained trial")
+    parser.add_argument("--parallel", type=int, default=1, help="runs at once (2 on a 2-core machine halves the time)")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--child")
+    parser.add_argument("--task")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--events")
+    args = parser.parse_args()
+    if args.child:
+        args.tool = args.child
+        child(args)
+        return
+    if not args.report_only:
+        from concurrent.futures import ThreadPoolExecutor
+
+        RUNS.mkdir(parents=True, exist_ok=True)
+        jobs = [(seed, task, tool) for seed in range(args.first_seed, args.first_seed + args.seeds)
+                for task in args.tasks.split(",") for tool in args.tools.split(",")]
+
+        def one(job):
+            seed, task, tool = job
+            events = RUNS / f"{task}-{tool}-e{args.epochs}-b{args.budget:.0f}-s{seed}.jsonl"
+            print(f"{time.strftime('%H:%M:%S')} seed {seed} {task} {tool} load {os.getloadavg()[0]:.1f}", flush=True)
+            run_child(tool, task, seed, args.budget, args.epochs, events)
+            run = read_run(events)
+            if run:
+                print(f"   {task} {tool} seed {seed}: best {best_at(run, 1.0):.4f}, {len(run['trials'])} trials",
+                      flush=True)
+
+        # --parallel 2 runs two tools at once (neighbours in the interleaved order), each under the same load.
+        with ThreadPoolExecutor(args.parallel) as pool:
+            for i, _ in enumerate(pool.map(one, jobs)):
+                if (i + 1) % (len(args.tools.split(",")) * len(args.tasks.split(","))) == 0:
+                    report(args.budget, args.epochs, "benchmarks/race.py " + " ".join(sys.argv[1:]))
+    print(report(args.budget, args.epochs, "benchmarks/race.py " + " ".join(sys.argv[1:])))
+
+
+if __name__ == "__main__":
+    main()
