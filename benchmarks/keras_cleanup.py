@@ -1,6 +1,6 @@
 """Benchmark: what each Keras clean-up step between trials costs and what it buys (seconds, resident memory).
 
-Each policy runs in a fresh process: ``--trials`` trials of a small Keras CNN (the race's, 16x16 inputs, one epoch
+Each policy runs in a fresh process: ``--trials`` trials of a small Keras CNN (the race's, 8x8 inputs, one epoch
 on 700 images), each followed by the policy's clean-up, timed alone:
 
 * ``none``: nothing (what plain Optuna and hyperopt loops do);

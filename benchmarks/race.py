@@ -61,7 +61,7 @@ _T0 = 0.0
 _EPOCHS_DONE = 0
 
 SPACES = {
-    # The Hyperas article's CNN and its four templates (examples/gala_cnn.py), at 16x16 with 8-16-32 filters.
+    # The Hyperas article's CNN and its four templates (examples/gala_cnn.py), at 8x8 with 8-16-32 filters.
     "cnn": [
         ("Dense", "choice", [256, 512, 1024]),
         ("Dropout", "uniform", (0.0, 1.0)),
@@ -92,22 +92,22 @@ def load_data(task: str):
         from sklearn.datasets import load_digits
 
         x, y = load_digits(return_X_y=True)
-        images = np.kron(x.reshape(-1, 8, 8) / 16.0, np.ones((2, 2)))  # 16x16
+        images = x.reshape(-1, 8, 8) / 16.0
         shifted = np.zeros_like(images)
-        for i, image in enumerate(images):  # each image moved up to 3 pixels, then drowned in noise
-            dy, dx = rng.integers(-3, 4, size=2)
+        for i, image in enumerate(images):  # each image moved up to 1 pixel, then drowned in noise
+            dy, dx = rng.integers(-1, 2, size=2)
             shifted[i] = np.roll(np.roll(image, dy, axis=0), dx, axis=1)
-        shifted += rng.normal(0, 0.6, size=shifted.shape)
+        shifted += rng.normal(0, 0.5, size=shifted.shape)
         x = shifted[..., None].astype("float32")
         order = rng.permutation(len(x))
         x, y = x[order], y[order]
-        return x[:700], y[:700], x[700:], y[700:]
+        return x[:600], y[:600], x[600:1200], y[600:1200]
     from sklearn.datasets import make_classification
 
     x, y = make_classification(n_samples=3000, n_features=40, n_informative=12, n_redundant=8, n_classes=5,
                                n_clusters_per_class=2, flip_y=0.05, class_sep=1.0, random_state=0)
     x = ((x - x.mean(0)) / x.std(0)).astype("float32")
-    return x[:1500], y[:1500], x[1500:], y[1500:]
+    return x[:1000], y[:1000], x[1000:2000], y[1000:2000]
 
 
 def build(task: str, get):
@@ -116,7 +116,7 @@ def build(task: str, get):
     from keras import layers
 
     if task == "cnn":
-        model = keras.Sequential([keras.Input((16, 16, 1))])
+        model = keras.Sequential([keras.Input((8, 8, 1))])
         for block in ((8, 3), (8, 3), "pool", (16, 5), (16, 5), "pool", (32, 3)):
             if block == "pool":
                 model.add(layers.MaxPooling2D((2, 2)))
