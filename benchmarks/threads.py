@@ -3,7 +3,8 @@
 Each setting runs in a fresh process: ``minimize(..., n_jobs=1)`` over the race's CNN (benchmarks/race.py, task
 ``cnn``; ``--trials`` trials of ``--epochs`` epochs, pruning off so every setting trains the same epochs), with
 PyTorch's intra-op threads (``torch.set_num_threads``, which Keras' torch backend uses) set to each value of
-``--threads`` (``default`` = PyTorch's own choice, one per core). "busy" runs the same with as many CPU-bound
+``--threads`` (``default`` = PyTorch's own choice, one per core; ``hyperbrace`` = what ``minimize`` now chooses
+by itself: the idle cores, hyperbrace/threads.py). "busy" runs the same with as many CPU-bound
 processes beside it as there are cores (another job filling the machine, as on a shared server or a laptop that
 compiles). Settings are interleaved per repeat.
 
@@ -41,7 +42,7 @@ def child_torch(threads: str, trials: int, epochs: int) -> dict:
     import torch
     from torch import nn
 
-    if threads != "default":
+    if threads not in ("default", "hyperbrace"):
         torch.set_num_threads(int(threads))
     import race
 
@@ -53,7 +54,10 @@ def child_torch(threads: str, trials: int, epochs: int) -> dict:
     def block(i, o, k):
         return [nn.Conv2d(i, o, k, padding="same"), nn.BatchNorm2d(o, momentum=0.1), nn.ReLU()]
 
+    used = [0]  # the thread count inside a trial (hyperbrace restores its own change after the search)
+
     def create_model():
+        used[0] = torch.get_num_threads()
         width, rate = {{choice([256, 512, 1024])}}, {{uniform(0.0, 1.0)}}
         batch = {{choice([64, 128])}}
         model = nn.Sequential(*block(1, 8, 3), *block(8, 8, 3), nn.MaxPool2d(2), *block(8, 16, 5),
@@ -75,7 +79,7 @@ def child_torch(threads: str, trials: int, epochs: int) -> dict:
     started = time.perf_counter()
     minimize(create_model, max_evals=trials, seed=0, prune=None, show_progress=False,
              directory=tempfile.mkdtemp(), keep_models=0)
-    return {"threads": threads, "torch_threads": torch.get_num_threads(), "seconds": time.perf_counter() - started}
+    return {"threads": threads, "torch_threads": used[0], "seconds": time.perf_counter() - started}
 
 
 def child(threads: str, trials: int, epochs: int) -> dict:
@@ -84,7 +88,7 @@ def child(threads: str, trials: int, epochs: int) -> dict:
     sys.path.insert(0, str(HERE.parent))
     import torch
 
-    if threads != "default":
+    if threads not in ("default", "hyperbrace"):
         torch.set_num_threads(int(threads))
     import race
 
@@ -94,7 +98,10 @@ def child(threads: str, trials: int, epochs: int) -> dict:
     race._EVENTS = open(os.devnull, "w")
     data = race.load_data("cnn")
 
+    used = [0]
+
     def create_model(x_train, y_train, x_val, y_val):
+        used[0] = torch.get_num_threads()
         values = {"Dense": {{choice([256, 512, 1024])}}, "Dropout": {{uniform(0.0, 1.0)}},
                   "optimizer": {{choice(["rmsprop", "adam", "sgd"])}}, "batch_size": {{choice([64, 128])}}}
         model, batch_size = race.build("cnn", values.__getitem__)
@@ -103,12 +110,13 @@ def child(threads: str, trials: int, epochs: int) -> dict:
     started = time.perf_counter()
     minimize(create_model, lambda: data, max_evals=trials, seed=0, prune=None, show_progress=False,
              directory=tempfile.mkdtemp(), keep_models=0)
-    return {"threads": threads, "torch_threads": torch.get_num_threads(), "seconds": time.perf_counter() - started}
+    return {"threads": threads, "torch_threads": used[0], "seconds": time.perf_counter() - started}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", default="1,2,4,default")
+    parser.add_argument("--threads", default="1,2,4,default,hyperbrace",
+                        help="torch threads: numbers, default (one per core), hyperbrace (its own choice)")
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
@@ -134,9 +142,13 @@ def main() -> None:
                     for b in burners:
                         b.start()
                 load = os.getloadavg()[0]
+                env = dict(os.environ, KERAS_BACKEND="torch", CUDA_VISIBLE_DEVICES="")
+                env.pop("OMP_NUM_THREADS", None)
+                if threads != "hyperbrace":  # a fixed setting: OMP_NUM_THREADS tells hyperbrace to leave it alone
+                    env["OMP_NUM_THREADS"] = str(cores) if threads == "default" else threads
                 out = subprocess.run([sys.executable, __file__, "--child", threads, "--trials", str(args.trials),
                                       "--epochs", str(args.epochs), "--framework", args.framework], capture_output=True, text=True,
-                                     env=dict(os.environ, KERAS_BACKEND="torch", CUDA_VISIBLE_DEVICES=""))
+                                     env=env)
                 for b in burners:
                     b.terminate()
                     b.join()
@@ -162,7 +174,8 @@ def main() -> None:
         for threads in args.threads.split(","):
             got = [r for r in rows if r["mode"] == mode and r["threads"] == threads]
             if got:
-                label = f"{threads} ({got[0]['torch_threads']})" if threads == "default" else threads
+                label = f"{threads} ({'/'.join(str(r['torch_threads']) for r in got)})" if not threads.isdigit() \
+                    else threads
                 lines.append(f"| {mode} | {label} | {statistics.median(r['seconds'] for r in got):.1f} | "
                              + ", ".join(f"{r['seconds']:.1f}" for r in got)
                              + " | " + ", ".join(f"{r['load']:.1f}" for r in got) + " |")

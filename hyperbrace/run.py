@@ -21,6 +21,7 @@ from hyperbrace.samplers import grid_space
 from hyperbrace.search import BUDGET_ATTR, SearchPlan, arguments_from, call_data, call_with_data
 from hyperbrace.storage import RunStorage, default_study_name
 from hyperbrace.template import TemplateError, compile_model, space_entries
+from hyperbrace.threads import one_process_threads
 from hyperbrace.trial import TrialOutcome, TrialSettings
 
 __all__ = ["minimize", "evaluate"]
@@ -168,7 +169,8 @@ def minimize(
             def on_outcome(outcome: TrialOutcome) -> None:
                 progress.advance(counted_trials(study), outcome.loss if outcome.state.name == "COMPLETE" else None)
 
-            plan.run_trials(on_outcome=on_outcome, study=study)
+            with one_process_threads():  # the math libraries get the idle cores, not every core (threads.py)
+                plan.run_trials(on_outcome=on_outcome, study=study)
     except KeyboardInterrupt:
         progress.close()
         print(

@@ -148,3 +148,24 @@ def test_median_pruner_compares_with_completed_trials_only():
     # Counting those four, the median at epoch 2 would be 5.0; over completed trials it is still 3.0.
     assert run_trial(study, [3.5] * 10) == 2
     assert run_trial(study, [2.9] * 10) == 10
+
+
+def test_one_process_search_gets_the_idle_cores_and_gives_the_threads_back(monkeypatch):
+    import os
+
+    import torch
+
+    from hyperbrace.threads import one_process_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(os, "getloadavg", lambda: (40.0, 40.0, 40.0))  # a busy machine
+        with one_process_threads() as cap:
+            assert cap == 1 and torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's choice is left alone
+        with one_process_threads() as cap:
+            assert cap is None and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(2)
