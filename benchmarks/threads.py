@@ -27,6 +27,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from hyperbrace import choice, uniform  # noqa: E402,F401  (the templates of torch_model)
 
 
 def burn(stop_at: float) -> None:
@@ -35,51 +39,54 @@ def burn(stop_at: float) -> None:
         x += 1
 
 
+_T: dict = {}  # the torch child's data and settings, read by torch_model (a module-level template function)
+
+
+def torch_model():
+    """The race's CNN in plain PyTorch, with the article's four templates."""
+    torch, nn = _T["torch"], _T["torch"].nn
+    x, y, xv, yv, epochs = _T["x"], _T["y"], _T["xv"], _T["yv"], _T["epochs"]
+    _T["used"] = torch.get_num_threads()
+    width, rate = {{choice([256, 512, 1024])}}, {{uniform(0.0, 1.0)}}
+    batch = {{choice([64, 128])}}
+
+    def block(i, o, k):
+        return [nn.Conv2d(i, o, k, padding="same"), nn.BatchNorm2d(o, momentum=0.1), nn.ReLU()]
+
+    model = nn.Sequential(*block(1, 8, 3), *block(8, 8, 3), nn.MaxPool2d(2), *block(8, 16, 5),
+                          *block(16, 16, 5), nn.MaxPool2d(2), *block(16, 32, 3), nn.Flatten(),
+                          nn.Linear(128, width), nn.ReLU(), nn.Dropout(rate), nn.Linear(width, 10))
+    optimizer = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}[
+        {{choice(["rmsprop", "adam", "sgd"])}}](model.parameters(), lr=1e-3)
+    accuracy = 0.0
+    for _ in range(epochs):
+        model.train()
+        for i in range(0, len(x), batch):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x[i:i + batch]), y[i:i + batch]).backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            accuracy = float((model(xv).argmax(1) == yv).float().mean())
+    return -accuracy
+
+
 def child_torch(threads: str, trials: int, epochs: int) -> dict:
     """The same CNN written in plain PyTorch (for machines without Keras): hyperbrace's PyTorch path."""
-    sys.path.insert(0, str(HERE))
-    sys.path.insert(0, str(HERE.parent))
     import torch
-    from torch import nn
 
     if threads not in ("default", "hyperbrace"):
         torch.set_num_threads(int(threads))
     import race
 
-    from hyperbrace import choice, minimize, uniform  # noqa: F401  (choice, uniform: the templates)
+    from hyperbrace import minimize
 
     x, y, xv, yv = (torch.as_tensor(a) for a in race.load_data("cnn"))
-    x, xv = x.permute(0, 3, 1, 2), xv.permute(0, 3, 1, 2)
-
-    def block(i, o, k):
-        return [nn.Conv2d(i, o, k, padding="same"), nn.BatchNorm2d(o, momentum=0.1), nn.ReLU()]
-
-    used = [0]  # the thread count inside a trial (hyperbrace restores its own change after the search)
-
-    def create_model():
-        used[0] = torch.get_num_threads()
-        width, rate = {{choice([256, 512, 1024])}}, {{uniform(0.0, 1.0)}}
-        batch = {{choice([64, 128])}}
-        model = nn.Sequential(*block(1, 8, 3), *block(8, 8, 3), nn.MaxPool2d(2), *block(8, 16, 5),
-                              *block(16, 16, 5), nn.MaxPool2d(2), *block(16, 32, 3), nn.Flatten(),
-                              nn.Linear(128, width), nn.ReLU(), nn.Dropout(rate), nn.Linear(width, 10))
-        optimizer = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}[
-            {{choice(["rmsprop", "adam", "sgd"])}}](model.parameters(), lr=1e-3)
-        for _ in range(epochs):
-            model.train()
-            for i in range(0, len(x), batch):
-                optimizer.zero_grad()
-                nn.functional.cross_entropy(model(x[i:i + batch]), y[i:i + batch]).backward()
-                optimizer.step()
-            model.eval()
-            with torch.no_grad():
-                accuracy = float((model(xv).argmax(1) == yv).float().mean())
-        return -accuracy
-
+    _T.update(torch=torch, x=x.permute(0, 3, 1, 2), y=y, xv=xv.permute(0, 3, 1, 2), yv=yv, epochs=epochs)
     started = time.perf_counter()
-    minimize(create_model, max_evals=trials, seed=0, prune=None, show_progress=False,
+    minimize(torch_model, max_evals=trials, seed=0, prune=None, show_progress=False,
              directory=tempfile.mkdtemp(), keep_models=0)
-    return {"threads": threads, "torch_threads": used[0], "seconds": time.perf_counter() - started}
+    return {"threads": threads, "torch_threads": _T["used"], "seconds": time.perf_counter() - started}
 
 
 def child(threads: str, trials: int, epochs: int) -> dict:
