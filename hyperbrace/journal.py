@@ -41,6 +41,8 @@ import errno
 import fcntl
 import json
 import os
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Generator
@@ -121,6 +123,44 @@ def disk_full_error(path: str | os.PathLike[str], error: BaseException | None = 
 
 
 # -- the lock ---------------------------------------------------------------------------------------------------------
+class _HeldInterrupts:
+    """Ctrl-C and SIGTERM wait while the lock link is taken or given back, and are raised just after.
+
+    Optuna's link lock turns an interrupt at the wrong moment into a wrong error: a KeyboardInterrupt during its
+    rename comes out as FileNotFoundError (so an interrupted trial was recorded as a failed one, and not run
+    again), and one while it waits makes it remove the link that another process holds. Signals reach Python code
+    only in the main thread, so the main thread's handlers are swapped; worker threads need nothing.
+    """
+
+    def __init__(self) -> None:
+        self.pending: tuple[int, Any] | None = None
+        self.saved: dict[int, Any] = {}
+
+    def __enter__(self) -> _HeldInterrupts:
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                handler = signal.getsignal(number)
+                if callable(handler):  # a Python handler (Ctrl-C's, a worker's SIGTERM); the default ends anyway
+                    self.saved[number] = handler
+                    signal.signal(number, self._hold)
+        return self
+
+    def _hold(self, number: int, frame: Any) -> None:
+        if self.pending is None:
+            self.pending = (number, frame)
+
+    def __exit__(self, *exc: Any) -> None:
+        for number, handler in self.saved.items():
+            signal.signal(number, handler)
+
+    def deliver(self) -> None:
+        """Run the handler of the signal that came meanwhile (raising its KeyboardInterrupt), if one came."""
+        if self.pending is not None:
+            number, frame = self.pending
+            self.pending = None
+            self.saved[number](number, frame)
+
+
 class JournalLock(BaseJournalFileLock):
     """Optuna's lock link, taken under a kernel lock so that a dead holder's link is broken at once."""
 
@@ -142,30 +182,38 @@ class JournalLock(BaseJournalFileLock):
             os.close(fd)
             raise
         self._fd = fd
-        try:
-            if fd >= 0:
-                self._break_stale_link(fd)
-            self._link.acquire()
-        except BaseException:
-            self._unlock()
-            raise
-        if fd >= 0:
+        held = _HeldInterrupts()
+        with held:
             try:
-                os.pwrite(fd, self._record, 0)
-            except OSError:  # a full disk: the link then looks like a foreign tool's (broken after a while)
-                pass
+                if fd >= 0:
+                    self._break_stale_link(fd)
+                self._link.acquire()
+            except BaseException:
+                self._unlock()
+                raise
+            if fd >= 0:
+                try:
+                    os.pwrite(fd, self._record, 0)
+                except OSError:  # a full disk: the link then looks like a foreign tool's (broken after a while)
+                    pass
+        if held.pending:
+            self.release()  # interrupted meanwhile: give the lock back, then raise the interrupt
+            held.deliver()
         return True
 
     def release(self) -> None:
-        fd = self._fd
-        try:
-            if fd is not None and fd >= 0:
-                os.ftruncate(fd, 0)  # cleared before the link goes: a link with an owner means a dead holder
-        finally:
+        held = _HeldInterrupts()
+        with held:
+            fd = self._fd
             try:
-                self._link.release()
+                if fd is not None and fd >= 0:
+                    os.ftruncate(fd, 0)  # cleared before the link goes: a link with an owner means a dead holder
             finally:
-                self._unlock()
+                try:
+                    self._link.release()
+                finally:
+                    self._unlock()
+        held.deliver()
 
     def _unlock(self) -> None:
         fd, self._fd = self._fd, None

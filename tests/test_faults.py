@@ -69,7 +69,10 @@ def _wait_for(condition, timeout: float, what: str) -> None:
 def check_exact_and_complete(directory: Path, max_evals: int) -> optuna.Study:
     study = _study(directory)
     trials = study.get_trials()
-    states = [t.state.name for t in trials]
+    states = [(t.number, t.state.name, t.user_attrs.get("hb.error"), {k: v for k, v in t.system_attrs.items()
+                                                                        if k != "hb.oom_kills"})
+              for t in trials if t.state != TrialState.COMPLETE]
+    states = [t.state.name for t in trials] + states  # the failed ones' reasons, for a failure's message
     assert counted_trials(study) == max_evals, states
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)], states
     assert states.count("COMPLETE") == max_evals, states
@@ -85,9 +88,9 @@ def _finish(directory: Path, max_evals: int, n_jobs: int) -> None:
     assert "finished" in out
 
 
-# -- SIGKILL at random moments ------------------------------------------------------------------------------------
+# -- SIGKILL (and Ctrl-C) at random moments ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("n_jobs, seed", [(1, 11), (2, 12)])
-def test_repeated_sigkills_of_the_search_and_its_workers_then_a_rerun_use_exactly_the_budget(tmp_path, n_jobs, seed):
+def test_repeated_kills_of_the_search_and_its_workers_then_a_rerun_use_exactly_the_budget(tmp_path, n_jobs, seed):
     rng = random.Random(seed)
     max_evals = 30
     for _ in range(3):
@@ -102,8 +105,9 @@ def test_repeated_sigkills_of_the_search_and_its_workers_then_a_rerun_use_exactl
                 rng.choice(workers).send_signal(signal.SIGKILL)  # replaced, and its trial runs again
         time.sleep(rng.uniform(0.0, 1.0))
         workers = main.children() if process.poll() is None else []
-        process.send_signal(signal.SIGKILL)  # the workers see their parent die and close their trials
-        process.communicate()
+        # SIGKILL: the workers see their parent die and close their trials; SIGINT (Ctrl-C): it stops them itself.
+        process.send_signal(rng.choice([signal.SIGKILL, signal.SIGKILL, signal.SIGINT]))
+        process.communicate(timeout=60)
         psutil.wait_procs(workers, timeout=30)
     _finish(tmp_path, max_evals, n_jobs)
     check_exact_and_complete(tmp_path, max_evals)
@@ -329,3 +333,30 @@ def test_a_seeded_sampler_instance_gives_each_worker_and_each_resume_its_own_rep
     for drawn in by_worker.values():  # each worker drew a prefix of its own predicted stream: reproducible
         assert any(stream[: len(drawn)] == drawn for stream in streams), drawn
     assert len(by_worker) >= 2 and first == 12
+
+
+# -- Ctrl-C while the journal's lock changes hands -----------------------------------------------------------------
+@pytest.mark.parametrize("moment", ["acquire", "release"])
+def test_ctrl_c_while_the_journal_lock_changes_hands_is_a_clean_keyboard_interrupt(tmp_path, moment):
+    # A real SIGINT, sent from inside Optuna's link lock at the moment it takes or removes its link: without
+    # holding it back, Optuna's release turned it into FileNotFoundError (an interrupted trial was then recorded as a
+    # failed one and never run again), and its acquire removed a link another process held.
+    from hyperbrace.journal import JournalLock
+
+    journal = str(tmp_path / "study.journal")
+    lock = JournalLock(journal)
+    original = getattr(lock._link, moment)
+
+    def interrupted(*args):
+        os.kill(os.getpid(), signal.SIGINT)
+        return original(*args)
+
+    setattr(lock._link, moment, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        lock.acquire()
+        lock.release()
+    assert not os.path.lexists(journal + ".lock")  # the lock is free: nobody waits for a dead link
+    assert not list(tmp_path.glob("*.rename"))
+    setattr(lock._link, moment, original)
+    lock.acquire()  # and it can be taken again at once
+    lock.release()
