@@ -21,7 +21,9 @@ behind, and every other process then waits 30 s before breaking it. Here a proce
 holds Optuna's link, and clears it before letting go. A process that gets the kernel lock and finds the link with
 an id still written knows its holder died, and removes it at once; a link without an id (left by a tool that uses
 only Optuna's lock) is broken after :data:`FOREIGN_STALE_S` seconds. Optuna's link is still taken, so Optuna's own
-tools (``optuna.load_study``, optuna-dashboard) writing the same file stay excluded.
+tools (``optuna.load_study``, optuna-dashboard) writing the same file stay excluded. A Ctrl-C (or SIGTERM) that comes
+while the link is taken or given back is held for those few system calls and raised right after, with the lock
+free: Optuna's link code would otherwise turn it into another error, or remove a link another process holds.
 
 >>> import tempfile, os
 >>> path = os.path.join(tempfile.mkdtemp(), "study.journal")
