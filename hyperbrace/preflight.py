@@ -24,6 +24,9 @@ from hyperbrace.template import CompiledModel, TemplateError
 __all__ = ["ModelArgumentsError", "check_data_returns", "check_arguments", "is_configuration_independent"]
 
 
+_NO_DATA = object()  #: minimize() was given no data function (``data=None`` means: not known here)
+
+
 class ModelArgumentsError(TemplateError, TypeError):
     """The model function cannot take what ``data()`` returns; found before the first trial."""
 
@@ -36,12 +39,18 @@ def _signature(model: CompiledModel) -> inspect.Signature | None:
 
 
 def _data_where(data: Any) -> str:
-    code = getattr(inspect.unwrap(data), "__code__", None) if data is not None else None
+    code = getattr(inspect.unwrap(data), "__code__", None) if data not in (None, _NO_DATA) else None
     return f' (File "{code.co_filename}", line {code.co_firstlineno})' if code is not None else ""
 
 
 def _error(model: CompiledModel, signature: inspect.Signature, returned: str, why: str, data: Any) -> ModelArgumentsError:
     params = [p.name for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if data is _NO_DATA:
+        return ModelArgumentsError(
+            f"{model.name}{signature} takes arguments ({why}) but minimize() was given no data function; pass "
+            f"data=, a function that returns them, e.g. `def data(): ...; return {', '.join(params)}`",
+            filename=model.filename, lineno=model.lineno, text=f"def {model.name}{signature}:", function=model.name,
+        )
     return ModelArgumentsError(
         f"{model.name}{signature} cannot take what data(){_data_where(data)} returns: {returned} ({why}). Return the "
         f"model's arguments from data() in order, e.g. `return {', '.join(params) or '...'}` (a tuple fills the "
@@ -107,6 +116,11 @@ def check_data_returns(model: CompiledModel, data: Callable[..., Any] | None) ->
     hyperbrace.preflight.ModelArgumentsError: ... cannot take what data() (File "<doctest ...>", line 1) returns: 2 values (a tuple) ...
     """
     if data is None:
+        signature = _signature(model)
+        required = [p for p in (signature.parameters.values() if signature else ())
+                    if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if required:  # called without arguments (search.call_with_data), it would fail in every trial
+            check_arguments(model, (), {}, _NO_DATA)
         return
     function = inspect.unwrap(data)
     if not isinstance(function, types.FunctionType):

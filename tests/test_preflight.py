@@ -57,6 +57,14 @@ def test_data_returning_fewer_values_than_the_model_takes_stops_before_any_trial
     assert trials_in(tmp_path) == []  # zero trials run
 
 
+def test_a_model_that_takes_arguments_without_a_data_function_stops_before_any_trial(tmp_path):
+    with pytest.raises(ModelArgumentsError) as info:
+        search(four_parameters, tmp_path)
+    assert "no data function" in str(info.value) and "data=" in str(info.value)
+    assert info.value.lineno == four_parameters.__code__.co_firstlineno
+    assert trials_in(tmp_path) == []
+
+
 def dict_data():
     return {"x_train": 1, "y_tain": 2}
 
