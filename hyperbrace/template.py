@@ -497,11 +497,16 @@ class _Unit:
     class_name: str | None  #: the class a method is compiled in, for name mangling and ``super()``
 
     def code(self, runtime: _Runtime) -> types.CodeType:
-        code = compile(self.module, self.filename, "exec", flags=self.flags, dont_inherit=True)
-        factory = _const_code(code, _FACTORY)
-        holder = _const_code(factory, self.class_name) if self.class_name else factory
         original = self.function.__code__
-        inner = _inject_runtime(_const_code(holder, original.co_name), runtime)
+        inner = self._compile(original.co_name)
+        lost = [name for name in original.co_freevars if name not in inner.co_freevars]
+        if lost:
+            # A closure variable used only as a template's distribution (``choice`` imported inside the enclosing
+            # function) is no longer used once rewritten; the code must keep it, since the closure holds a cell
+            # for it: ``if False: choice`` makes it free again, and compiles to nothing.
+            _keep_free(self.module, original.co_name, lost)
+            inner = self._compile(original.co_name)
+        inner = _inject_runtime(inner, runtime)
         if inner.co_freevars != original.co_freevars:  # cannot happen for a faithful compile; never run it wrong
             raise TemplateError(
                 f"hyperbrace could not compile {self.function.__qualname__}() with the same closure variables "
@@ -509,6 +514,25 @@ class _Unit:
                 filename=self.filename, lineno=original.co_firstlineno, function=self.function.__name__,
             )
         return inner
+
+
+    def _compile(self, name: str) -> types.CodeType:
+        code = compile(self.module, self.filename, "exec", flags=self.flags, dont_inherit=True)
+        factory = _const_code(code, _FACTORY)
+        holder = _const_code(factory, self.class_name) if self.class_name else factory
+        return _const_code(holder, name)
+
+
+def _keep_free(module: ast.Module, name: str, names: Sequence[str]) -> None:
+    factory = module.body[0]
+    function = next(n for n in ast.walk(factory) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and n.name == name)
+    body = function.body
+    at = 1 if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+        and isinstance(body[0].value.value, str) else 0
+    keep = ast.If(ast.Constant(False), [ast.Expr(ast.Name(n, ast.Load())) for n in names], [])
+    body.insert(at, ast.copy_location(keep, body[0]))
+    ast.fix_missing_locations(module)
 
 
 def _const_code(code: types.CodeType, name: str | None) -> types.CodeType:

@@ -305,3 +305,16 @@ def test_keras_model_built_through_a_helper_with_templates_runs_with_two_workers
     best_run = report["best_run"]
     assert set(best_run) == {"units_0", "units_1", "Dropout"} and 0 <= best_run["Dropout"] <= 0.5
     assert report["units"] == [best_run["units_0"], best_run["units_1"]]  # the saved best model has those widths
+
+
+def test_distribution_imported_in_the_enclosing_function_is_a_closure_variable():
+    """``choice`` is a free variable of the model (imported inside the function that defines it); rewritten, the
+    template no longer names it, yet the closure keeps its cell."""
+    from hyperbrace import choice, uniform  # noqa: F401  (the templates' names, local here)
+
+    def create_model():
+        return {{choice([1, 2])}} + {{uniform(0, 1)}}
+
+    assert create_model.__code__.co_freevars == ("choice", "uniform")
+    value, context = run(create_model)
+    assert value == context.values["choice"] + context.values["uniform"]
