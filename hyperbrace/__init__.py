@@ -18,7 +18,7 @@ The search engine is Optuna: the study is an ordinary Optuna study (``result.stu
 
 from hyperbrace._context import Pruned, current_trial, report, should_prune
 from hyperbrace.result import SearchResult
-from hyperbrace.run import evaluate, minimize
+from hyperbrace.run import evaluate, maximize, minimize
 from hyperbrace.space import (
     choice,
     loguniform,
@@ -45,6 +45,7 @@ install_excepthook()
 
 __all__ = [
     "minimize",
+    "maximize",
     "evaluate",
     "SearchResult",
     "choice",

@@ -189,7 +189,8 @@ _warned_outside = False
 def report(value: float, step: int | None = None) -> None:
     """Report an intermediate result (e.g. this epoch's validation loss) so the pruner can judge the trial.
 
-    Lower is better, as for the final loss. ``step`` defaults to the next step after the last one reported.
+    Lower is better, as for the final loss (in a :func:`~hyperbrace.maximize` search: the maximized metric, higher
+    is better). ``step`` defaults to the next step after the last one reported.
     Outside a search it does nothing (with one warning), so the model function still runs on its own.
 
     >>> report(0.5, step=1)  # outside a search: a no-op
@@ -198,7 +199,8 @@ def report(value: float, step: int | None = None) -> None:
     if context is None:
         _warn_outside("report")
         return
-    context.report(value, step)
+    sign = context.extras.get("sign", 1)  # maximize(): the metric as computed, stored negated like the final value
+    context.report(value if sign == 1 else sign * float(value), step)
 
 
 def should_prune() -> bool:

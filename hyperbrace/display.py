@@ -13,6 +13,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from hyperbrace.metric import Metric
+
 __all__ = ["trials_table", "space_table", "state_counts", "failure_groups", "FailureGroup", "Progress"]
 
 
@@ -23,7 +25,7 @@ def _cell(value: Any, width: int = 28) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def trials_table(trials: Sequence[optuna.trial.FrozenTrial], top: int = 5) -> str:
+def trials_table(trials: Sequence[optuna.trial.FrozenTrial], top: int = 5, metric: Metric | None = None) -> str:
     """A plain-text table of the ``top`` best completed trials, with their parameters' real values.
 
     >>> import optuna
@@ -44,9 +46,10 @@ def trials_table(trials: Sequence[optuna.trial.FrozenTrial], top: int = 5) -> st
         for name in trial.user_attrs.get("hb.values", trial.params):
             if name not in names:
                 names.append(name)
-    header = ["trial", "loss", *names]
+    metric = metric or Metric()
+    header = ["trial", metric.name, *names]
     rows = [
-        [str(t.number), _cell(t.value), *(_cell(t.user_attrs.get("hb.values", t.params).get(n, "-")) for n in names)]
+        [str(t.number), _cell(metric.show(t.value)), *(_cell(t.user_attrs.get("hb.values", t.params).get(n, "-")) for n in names)]
         for t in completed
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -159,8 +162,10 @@ def _tqdm() -> Any:
 class Progress:
     """A progress bar over the whole budget: trials done, best loss, ETA (tqdm; a widget in notebooks)."""
 
-    def __init__(self, total: int, done: int, best: float | None, enabled: bool, label: str) -> None:
+    def __init__(self, total: int, done: int, best: float | None, enabled: bool, label: str,
+                 metric: Metric | None = None) -> None:
         self.best = best
+        self.metric = metric or Metric()
         self.bar = None
         if enabled and done < total:
             self.bar = _tqdm()(total=total, initial=done, desc=label, unit="trial", dynamic_ncols=True, file=sys.stderr)
@@ -168,7 +173,7 @@ class Progress:
 
     def _postfix(self) -> None:
         if self.bar is not None and self.best is not None:
-            self.bar.set_postfix_str(f"best loss {self.best:.4g}")
+            self.bar.set_postfix_str(f"best {self.metric.name} {self.metric.show(self.best):.4g}")
 
     def advance(self, done: int, best: float | None) -> None:
         if best is not None and math.isfinite(best) and (self.best is None or best < self.best):

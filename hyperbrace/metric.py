@@ -14,11 +14,13 @@ maximized metric is stored negated, and the study remembers its name and directi
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 
-__all__ = ["Metric", "metric_of", "set_metric", "METRIC_ATTR"]
+__all__ = ["Metric", "metric_of", "set_metric", "as_minimized", "METRIC_ATTR"]
 
 METRIC_ATTR = "hyperbrace.metric"
 
@@ -54,3 +56,34 @@ def set_metric(study: optuna.Study, name: str, maximize: bool) -> None:
     value = {"name": name, "direction": "maximize" if maximize else "minimize"}
     if study.user_attrs.get(METRIC_ATTR) != value:
         study.set_user_attr(METRIC_ATTR, value)
+
+
+def as_minimized(result: Any, name: str, sign: int) -> Any:
+    """What a model returned, as the loss the study minimizes: a maximized metric is negated.
+
+    A maximizing model returns the metric (a number) or a dict with it under its name; other keys are kept.
+
+    >>> as_minimized({"accuracy": 0.9, "model": "m"}, "accuracy", -1)
+    {'model': 'm', 'loss': -0.9}
+    >>> as_minimized(0.25, "loss", 1)
+    0.25
+    """
+    if sign == 1:
+        return result
+    if isinstance(result, dict):
+        if name not in result:
+            if result.get("status") == "fail":
+                return result
+            raise TypeError(f"maximize(metric={name!r}): the model returned a dict without {name!r} (keys: "
+                            f"{sorted(result)}); return the {name} (a number) or {{{name!r}: value, ...}}")
+        rest = {k: v for k, v in result.items() if k != name}
+        return {**rest, "loss": _negated(result[name])}
+    return _negated(result)
+
+
+def _negated(value: Any) -> Any:
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        value = value.item()
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return -float(value)
+    return value  # not a number: read_result says what to return instead

@@ -103,6 +103,12 @@ class SearchResult:
         return None if trial is None else trial.value
 
     @property
+    def best_value(self) -> float | None:
+        """The best trial's value as the model returned it: the loss, or the metric :func:`maximize` raised."""
+        trial = self.best_trial
+        return None if trial is None else metric_of(self.study).show(trial.value)
+
+    @property
     def best_model(self) -> Any:
         if not self._best_model_loaded:
             trial = self.best_trial
@@ -166,11 +172,16 @@ class SearchResult:
     def summary(self, top: int = 5) -> str:
         """A text summary: the trial counts and a table of the ``top`` best trials."""
         trials = self.study.get_trials(deepcopy=False)
+        metric = metric_of(self.study)
         head = f"Study {self.study.study_name!r}: {len(trials)} trials ({state_counts(trials)})"
         saved = _pruning_savings(trials)
         if saved:
             head += f"\n{saved}"
-        return f"{head}\n{trials_table(trials, top)}"
+        table = trials_table(trials, top, metric)
+        done = sum(1 for t in trials if t.state == TrialState.COMPLETE and t.value is not None)
+        if done > top:
+            table += f"\n(the best {top} of {done} completed trials by {metric.name})"
+        return f"{head}\n{table}"
 
     # -- exports ---------------------------------------------------------------------------------------------------
     def trials_dataframe(self) -> Any:

@@ -15,6 +15,7 @@ from hyperbrace._context import TrialContext, active, monitored_metric
 from hyperbrace.budget import counted_trials
 from hyperbrace.display import Progress, quiet_optuna_logs, space_table
 from hyperbrace.journal import StorageFullError, disk_full_error, is_disk_full
+from hyperbrace.metric import metric_of
 from hyperbrace.preflight import check_data_returns
 from hyperbrace.result import SPACE_ATTR, SearchResult
 from hyperbrace.samplers import grid_space
@@ -24,7 +25,7 @@ from hyperbrace.template import TemplateError, compile_model, space_entries
 from hyperbrace.threads import one_process_threads
 from hyperbrace.trial import TrialOutcome, TrialSettings
 
-__all__ = ["minimize", "evaluate"]
+__all__ = ["minimize", "maximize", "evaluate"]
 
 
 def minimize(
@@ -50,6 +51,10 @@ def minimize(
     load_options: Mapping[str, Any] | None = None,
     cluster: Any = None,
     reproducible: bool | int = False,
+    more: int | None = None,
+    enqueue: Sequence[Mapping[str, Any]] = (),
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
+    _metric: tuple[str, int] = ("loss", 1),
 ) -> SearchResult:
     """Search the hyperparameters marked with ``{{...}}`` in ``model`` for the lowest loss.
 
@@ -89,6 +94,14 @@ def minimize(
         reproducible: the same ``seed`` gives the same configurations for any number of workers and any timing:
             trials are sampled in batches of 8 (or of the number given) from the earlier batches only. Costs
             wall-clock time (a batch waits for its slowest trial); off by default.
+        more: run this many trials more than the study has now (instead of ``max_evals`` in all): a finished
+            search continues with ``minimize(..., more=20)``.
+        enqueue: known configurations to try first, by real values (as ``best_run`` shows them), e.g.
+            ``[{"lr": 0.001, "units": 512}]``; inside a ``choice`` of objects, an option's index or source text.
+            Names left out are sampled; a configuration already tried is not queued again. They count in
+            ``max_evals``.
+        callbacks: functions called as ``callback(study, trial)`` after each trial (Optuna's signature: the study
+            and the finished ``FrozenTrial``), in the process that ran it; ``study.stop()`` stops that process.
 
     Returns:
         A :class:`SearchResult`; it also unpacks as ``best_run, best_model``.
@@ -106,6 +119,12 @@ def minimize(
     """
     if not isinstance(max_evals, int) or max_evals < 1:
         raise ValueError(f"max_evals must be a positive integer (the total number of trials), got {max_evals!r}")
+    if more is not None and (not isinstance(more, int) or isinstance(more, bool) or more < 1):
+        raise ValueError(f"more= takes how many trials to add to the study's, a positive integer; got {more!r}")
+    if any(not callable(c) for c in callbacks):
+        raise TypeError("callbacks= takes a list of functions called as callback(study, trial), e.g. "
+                        "callbacks=[lambda study, trial: print(trial.number, trial.value)]")
+    metric_name, sign = _metric
     monitored_metric(prune_on)  # a wrong prune_on fails now, not in the first trial
     compiled = compile_model(model)
     check_data_returns(compiled, data)  # data()'s returns against the model's parameters, before anything runs
@@ -129,17 +148,24 @@ def minimize(
                          f"('tpe', 'random', 'gp', 'cmaes', 'qmc'), not the sampler instance {algo!r}")
     settings = TrialSettings(
         run_dir=run_storage.run_dir, keep_models=keep_models, echo_output=verbose and n_jobs == 1,
-        prune_on=prune_on, pruning=prune is not None and prune is not False,
+        prune_on=prune_on, pruning=prune is not None and prune is not False, metric=metric_name, sign=sign,
     )
     plan = SearchPlan(
         model=compiled, data=data, data_args=data_args, storage=run_storage, study_name=name, algo=algo, seed=seed,
         prune=prune, settings=settings, max_evals=max_evals,
         deadline=None if timeout is None else time.time() + timeout, n_jobs=n_jobs if not gpu_ids else len(gpu_ids),
-        reproducible=batch,
+        reproducible=batch, callbacks=tuple(callbacks),
     )
     with quiet_optuna_logs(unless=verbose):
         study = plan.open_study()
     _check_same_space(study, compiled)
+    _check_same_metric(study, metric_name, sign)
+    if more is not None:
+        max_evals = plan.max_evals = counted_trials(study) + more
+    if enqueue:
+        from hyperbrace.seeding import enqueue_configurations
+
+        enqueue_configurations(study, compiled.sites, enqueue)
     # Workers that joined earlier (hyperbrace worker) take a raised budget from here when theirs runs out.
     study._storage.set_study_system_attr(study._study_id, BUDGET_ATTR, max_evals)
     study.set_user_attr(SPACE_ATTR, space_entries(compiled.sites))
@@ -153,7 +179,7 @@ def minimize(
     completed = [t.value for t in study.get_trials(deepcopy=False) if t.value is not None and t.state.name == "COMPLETE"]
     progress = Progress(
         total=max_evals, done=counted_trials(study), best=min(completed) if completed else None,
-        enabled=show_progress, label=name,
+        enabled=show_progress, label=name, metric=metric_of(study),
     )
     try:
         if cluster is not None:
@@ -189,6 +215,53 @@ def minimize(
     if show_progress:
         print(result.summary())
     return result
+
+
+def maximize(
+    model: Callable[..., Any],
+    data: Callable[..., Any] | None = None,
+    max_evals: int = 50,
+    *,
+    metric: str = "score",
+    **options: Any,
+) -> SearchResult:
+    """Search for the highest value of a metric: :func:`minimize`'s twin, with the same options.
+
+    The model returns the metric (a number), or a dict with it under ``metric``'s name (``{"accuracy": acc,
+    "model": model}``). Progress, tables, reports and exports show it as returned; the Optuna study minimizes
+    its negation (so pruners and samplers work unchanged), and ``hyperbrace.report(value)`` takes intermediate
+    values of the metric as computed, higher is better.
+
+    >>> import tempfile
+    >>> from hyperbrace import maximize, uniform
+    >>> def objective():
+    ...     x = {{uniform(-2, 2)}}
+    ...     return {"accuracy": 1 - (x - 1) ** 2}
+    >>> result = maximize(objective, max_evals=20, seed=0, metric="accuracy", directory=tempfile.mkdtemp(),
+    ...                   show_progress=False)
+    >>> round(result.best_run["x"]), result.best_value > 0.9, result.best_value == -result.best_loss
+    (1, True, True)
+    """
+    if not isinstance(metric, str) or not metric or metric in ("status", "model"):
+        raise ValueError(f"metric={metric!r}: give the name the model returns the metric under, e.g. 'accuracy'")
+    return minimize(model, data, max_evals, _metric=(metric, -1), **options)
+
+
+def _check_same_metric(study: optuna.Study, name: str, sign: int) -> None:
+    """A study keeps what it optimizes: maximizing a minimized study (or the reverse) would mix the two."""
+    from hyperbrace.metric import METRIC_ATTR, set_metric
+
+    recorded = study.user_attrs.get(METRIC_ATTR)
+    wanted = {"name": name, "direction": "maximize" if sign == -1 else "minimize"}
+    if recorded is None and sign == 1 and name == "loss":
+        return  # the default: nothing to record
+    if recorded is None and study.get_trials(deepcopy=False) and sign == -1:
+        raise ValueError(f"study {study.study_name!r} holds trials of a minimize() search; maximize {name!r} in a "
+                         "new study (pass study_name=)")
+    if recorded is not None and recorded != wanted:
+        raise ValueError(f"study {study.study_name!r} was made to {recorded['direction']} {recorded['name']!r}; "
+                         f"to {wanted['direction']} {name!r}, pass another study_name=")
+    set_metric(study, name, maximize=sign == -1)
 
 
 _SPACE_ATTR = "hyperbrace.templates"

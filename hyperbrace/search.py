@@ -71,6 +71,9 @@ class SearchPlan:
     #: how many trials the study had when this run began (set for worker processes, so that all of them seed
     #: their samplers alike); ``None``: read from the study when it is opened
     resume: int | None = None
+    #: ``callbacks=``: called as ``callback(study, frozen_trial)`` after each trial, in the process that ran it
+    #: (Optuna's signature; ``study.stop()`` in one stops that process from taking more trials).
+    callbacks: tuple[Callable[[optuna.Study, optuna.trial.FrozenTrial], None], ...] = ()
     _data_cache: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -183,6 +186,8 @@ class SearchPlan:
             outcomes.append(outcome)
             if on_outcome is not None:
                 on_outcome(outcome)
+            if self.callbacks and run_callbacks(study, trial, self.callbacks):
+                break
             check_failure_streak(study, outcomes, self.model)
         return outcomes
 
@@ -206,6 +211,20 @@ class SearchPlan:
                     return None
                 self.max_evals = budget
             return claim(study, claimed)
+
+
+def run_callbacks(study: optuna.Study, trial: optuna.Trial, callbacks: tuple[Any, ...]) -> bool:
+    """Call each callback with the study and the finished trial; True when one called ``study.stop()``."""
+    frozen = study._storage.get_trial(trial._trial_id)
+    local = study._thread_local
+    previous, local.in_optimize_loop = local.in_optimize_loop, True  # Study.stop() works only inside "optimize"
+    study._stop_flag = False
+    try:
+        for callback in callbacks:
+            callback(study, frozen)
+    finally:
+        local.in_optimize_loop = previous
+    return bool(study._stop_flag)
 
 
 def call_data(data: Callable[..., Any] | None, data_args: Any) -> Any:

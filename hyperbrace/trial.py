@@ -42,6 +42,7 @@ from optuna.trial import TrialState
 from hyperbrace import integrations
 from hyperbrace._context import TrialContext, active
 from hyperbrace.recovery import OWNER_ATTR, release, requeue  # noqa: F401  (requeue: storage.py's import)
+from hyperbrace.metric import as_minimized
 from hyperbrace.template import CompiledModel, TemplateError, uncompiled_template_error
 
 __all__ = ["STATUS_OK", "STATUS_FAIL", "TrialOutcome", "TrialSettings", "execute"]
@@ -64,6 +65,8 @@ class TrialSettings:
     #: An Optuna artifact store the best models are also uploaded to (workers whose run directory the chief cannot
     #: read; see :mod:`hyperbrace.artifacts`), or None.
     artifacts: Any = None
+    metric: str = "loss"  #: what the model returns: "loss" (minimized), or the name of the metric maximize() raises
+    sign: int = 1  #: -1 when the metric is maximized (the study stores it negated)
 
     @property
     def models_dir(self) -> Path:
@@ -306,6 +309,7 @@ def execute(
     context = TrialContext(trial)
     context.pruning_enabled = settings.pruning
     context.extras["prune_on"] = settings.prune_on
+    context.extras["sign"] = settings.sign  # hyperbrace.report() takes a maximized metric as the model computes it
     hooks = integrations.active()
     log_path = settings.logs_dir / f"trial-{trial.number:05d}.log"
     # Line-buffered: if the process dies (killed, out of memory, a crash), the log holds its output up to then.
@@ -354,7 +358,8 @@ def _run_and_record(
 ) -> TrialOutcome:
     started = time.perf_counter()
     try:
-        loss, status, model_obj, extras = read_result(call(model), model.name)
+        loss, status, model_obj, extras = read_result(as_minimized(call(model), settings.metric, settings.sign),
+                                                      model.name)
     except optuna.TrialPruned:
         log.write(f"\n[hyperbrace] pruned at step {context.last_step} (value {context.last_value})\n")
         return _finish(study, trial, context, TrialState.PRUNED, context.last_value, started)
