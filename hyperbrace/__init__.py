@@ -34,6 +34,7 @@ from hyperbrace.space import (
     uniformint,
 )
 from hyperbrace.search import TrialFailedError
+from hyperbrace.integrations.tracking import summary_writer
 from hyperbrace.template import TemplateError, install_excepthook
 from hyperbrace.trial import STATUS_FAIL, STATUS_OK
 
@@ -66,6 +67,7 @@ __all__ = [
     "should_prune",
     "Pruned",
     "current_trial",
+    "summary_writer",
     "TemplateError",
     "TrialFailedError",
 ]

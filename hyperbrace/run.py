@@ -54,6 +54,8 @@ def minimize(
     more: int | None = None,
     enqueue: Sequence[Mapping[str, Any]] = (),
     callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
+    tensorboard: bool = False,
+    mlflow: bool | str = False,
     _metric: tuple[str, int] = ("loss", 1),
 ) -> SearchResult:
     """Search the hyperparameters marked with ``{{...}}`` in ``model`` for the lowest loss.
@@ -102,6 +104,10 @@ def minimize(
             ``max_evals``.
         callbacks: functions called as ``callback(study, trial)`` after each trial (Optuna's signature: the study
             and the finished ``FrozenTrial``), in the process that ran it; ``study.stop()`` stops that process.
+        tensorboard: write each trial's TensorBoard event files to ``<run dir>/tensorboard/trial-NNNNN/`` (reported
+            values, Keras epochs, the HPARAMS table); PyTorch code logs more with ``hyperbrace.summary_writer()``.
+        mlflow: log one MLflow run per trial, nested under a run for the search: True (``$MLFLOW_TRACKING_URI``,
+            else a file store in ``<run dir>/mlruns``) or a tracking URI.
 
     Returns:
         A :class:`SearchResult`; it also unpacks as ``best_run, best_model``.
@@ -125,6 +131,11 @@ def minimize(
         raise TypeError("callbacks= takes a list of functions called as callback(study, trial), e.g. "
                         "callbacks=[lambda study, trial: print(trial.number, trial.value)]")
     metric_name, sign = _metric
+    if tensorboard:
+        try:
+            import torch.utils.tensorboard  # noqa: F401
+        except ImportError:
+            raise ImportError("tensorboard=True writes with PyTorch's SummaryWriter: pip install torch tensorboard") from None
     monitored_metric(prune_on)  # a wrong prune_on fails now, not in the first trial
     compiled = compile_model(model)
     check_data_returns(compiled, data)  # data()'s returns against the model's parameters, before anything runs
@@ -149,6 +160,7 @@ def minimize(
     settings = TrialSettings(
         run_dir=run_storage.run_dir, keep_models=keep_models, echo_output=verbose and n_jobs == 1,
         prune_on=prune_on, pruning=prune is not None and prune is not False, metric=metric_name, sign=sign,
+        tensorboard=bool(tensorboard),
     )
     plan = SearchPlan(
         model=compiled, data=data, data_args=data_args, storage=run_storage, study_name=name, algo=algo, seed=seed,
@@ -166,6 +178,10 @@ def minimize(
         from hyperbrace.seeding import enqueue_configurations
 
         enqueue_configurations(study, compiled.sites, enqueue)
+    if mlflow:
+        from hyperbrace.integrations import tracking
+
+        settings.mlflow = tracking.start_search(tracking.mlflow_settings(mlflow, run_storage.run_dir), study)
     # Workers that joined earlier (hyperbrace worker) take a raised budget from here when theirs runs out.
     study._storage.set_study_system_attr(study._study_id, BUDGET_ATTR, max_evals)
     study.set_user_attr(SPACE_ATTR, space_entries(compiled.sites))
@@ -211,6 +227,10 @@ def minimize(
         raise
     finally:
         progress.close()
+        if settings.mlflow:
+            from hyperbrace.integrations import tracking
+
+            tracking.end_search(settings.mlflow, study, failed=sys.exc_info()[0] is not None)
     result = SearchResult(study, run_storage.run_dir, dict(load_options or {}))
     if show_progress:
         print(result.summary())

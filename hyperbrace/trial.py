@@ -67,6 +67,8 @@ class TrialSettings:
     artifacts: Any = None
     metric: str = "loss"  #: what the model returns: "loss" (minimized), or the name of the metric maximize() raises
     sign: int = 1  #: -1 when the metric is maximized (the study stores it negated)
+    tensorboard: bool = False  #: write TensorBoard event files per trial (hyperbrace.integrations.tracking)
+    mlflow: dict[str, str] | None = None  #: the MLflow tracking URI, experiment and parent run, when logging there
 
     @property
     def models_dir(self) -> Path:
@@ -320,9 +322,11 @@ def execute(
             with active(context), redirect_stdout(out), redirect_stderr(err), _crash_dumps_to(log):
                 for hook in hooks:
                     hook.before_trial(context)
+                trackers = _start_tracking(settings, context)
                 try:
                     return _run_and_record(study, trial, model, call, settings, context, log)
                 finally:
+                    _finish_tracking(trackers, study, trial, context)
                     # After the model is saved: e.g. Keras' clear_session must not run before the save.
                     for hook in hooks:
                         hook.after_trial(context)
@@ -345,6 +349,28 @@ class _crash_dumps_to:
     def __exit__(self, *exc: Any) -> None:
         if self.enabled:
             faulthandler.enable(file=sys.__stderr__, all_threads=True)
+
+
+def _start_tracking(settings: TrialSettings, context: TrialContext) -> list[Any]:
+    """TensorBoard / MLflow logging for this trial, when the search asked for it."""
+    if not settings.tensorboard and not settings.mlflow:
+        return []
+    from hyperbrace.integrations import tracking
+
+    found = tracking.trackers(settings.run_dir, settings.tensorboard, settings.mlflow)
+    for tracker in found:
+        tracking.safely(context, f"{type(tracker).__name__.strip('_')} logging", tracker.start, context)
+    return found
+
+
+def _finish_tracking(trackers: list[Any], study: optuna.Study, trial: optuna.Trial, context: TrialContext) -> None:
+    if not trackers:
+        return
+    from hyperbrace.integrations import tracking
+
+    frozen = study._storage.get_trial(trial._trial_id)
+    for tracker in trackers:
+        tracking.safely(context, f"{type(tracker).__name__.strip('_')} logging", tracker.finish, context, frozen)
 
 
 def _run_and_record(
