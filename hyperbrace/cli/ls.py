@@ -38,7 +38,7 @@ def _journals(directory: Path) -> list[Path]:
 
 
 def _status(trials: list[optuna.trial.FrozenTrial], last: datetime.datetime | None) -> str:
-    from hyperbrace.trial import is_worker_alive
+    from hyperbrace.recovery import is_worker_alive
 
     running = [t for t in trials if t.state == TrialState.RUNNING]
     if not running:
