@@ -202,3 +202,17 @@ def test_thousands_of_trials_stay_quick_to_write_and_to_open(browser, tmp_path):
     assert "300 of 2000" in page["text"] or "300 of 1334" in page["text"]
     assert html.stat().st_size < 15 * 2**20
     print(f"2000 trials: written in {written:.1f} s, opened in {opened:.1f} s, {html.stat().st_size / 2**20:.1f} MB")
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not os.environ.get("HYPERBRACE_TEST_POSTGRES_URL"),
+                    reason="needs PostgreSQL: run through scripts/test-postgres.sh (make test starts one)")
+def test_a_study_on_postgresql(browser, tmp_path):
+    url = os.environ["HYPERBRACE_TEST_POSTGRES_URL"]
+    name = f"report-{os.getpid()}-{time.time_ns()}"
+    minimize(curves, max_evals=8, seed=5, storage=url, study_name=name, directory=tmp_path, show_progress=False)
+    html = tmp_path / "pg.html"
+    assert main(["report", url, "--study", name, "-o", str(html)]) == 0
+    page = open_report(browser, html)
+    assert page["errors"] == [] and {"history", "curves", "timeline"} <= set(page["plots"])
+    assert f"hyperbrace report: {name}" in page["text"] and "Study in postgresql://" in page["text"]
