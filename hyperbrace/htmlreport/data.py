@@ -101,12 +101,18 @@ def trial_rows(study: optuna.Study, directory: Path | None = None, metric: Metri
 
 
 def space_rows(study: optuna.Study) -> list[dict[str, str]]:
-    """The search space: each hyperparameter's template (as written), the engine's distribution, how many trials
-    sampled it (conditional ones are sampled only where their branch ran)."""
+    """The search space: each hyperparameter's template (as written, and where), the engine's distribution, and how
+    many trials sampled it (conditional ones are sampled only where their branch ran)."""
     templates: dict[str, str] = {}
-    for entry in study.user_attrs.get("hyperbrace.templates", []) or []:
+    where: dict[str, str] = {}
+    for entry in study.user_attrs.get("hyperbrace.space", []) or []:  # name, distribution, file, line (run.py)
+        if isinstance(entry, dict) and "name" in entry:
+            templates[str(entry["name"])] = str(entry.get("distribution", ""))
+            if entry.get("file"):
+                where[str(entry["name"])] = f"{Path(str(entry['file'])).name}:{entry.get('line', '')}"
+    for entry in study.user_attrs.get("hyperbrace.templates", []) or []:  # older studies: "name: text"
         name, _, text = str(entry).partition(": ")
-        templates[name] = text
+        templates.setdefault(name, text)
     distributions: dict[str, str] = {}
     counts: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
@@ -114,8 +120,9 @@ def space_rows(study: optuna.Study) -> list[dict[str, str]]:
             distributions[name] = _describe(dist)
             counts[name] = counts.get(name, 0) + 1
     names = list(templates) + [n for n in distributions if n not in templates]
-    return [{"name": n, "template": templates.get(n, ""), "distribution": distributions.get(n, "(not sampled yet)"),
-             "trials": str(counts.get(n, 0))} for n in names]
+    return [{"name": n, "template": templates.get(n, ""), "where": where.get(n, ""),
+             "distribution": distributions.get(n, "(not sampled yet)"), "trials": str(counts.get(n, 0))}
+            for n in names]
 
 
 def _describe(dist: optuna.distributions.BaseDistribution) -> str:
