@@ -182,7 +182,7 @@ def test_dashboard_serves_the_run_in_optuna_dashboard(runs):
     server = subprocess.Popen([sys.executable, "-m", "hyperbrace.cli", "dashboard", str(runs / "first"),
                                "--port", str(port)], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 240  # about 2 s on an idle machine; minutes with 25 processes per core
         while True:
             assert server.poll() is None, server.communicate()
             try:
@@ -190,7 +190,7 @@ def test_dashboard_serves_the_run_in_optuna_dashboard(runs):
                     studies = json.loads(response.read())
                 break
             except OSError:
-                assert time.monotonic() < deadline, "optuna-dashboard did not answer within 60 s"
+                assert time.monotonic() < deadline, "optuna-dashboard did not answer within 240 s"
                 time.sleep(0.5)
         assert [s["study_name"] for s in studies["study_summaries"]] == ["first"]
     finally:

@@ -13,8 +13,9 @@ from typing import Any
 
 CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 #: Every wait in a browser test is bounded by this (milliseconds). A report loads in about a second on an idle
-#: machine (plotly.js is 4.7 MB of JavaScript to parse); with 9 processes per core it took 20 s here.
-TIMEOUT_MS = 90_000
+#: machine (plotly.js is 4.7 MB of JavaScript to parse); with 9 processes per core it took 20 s here, and over
+#: 90 s with 25 per core.
+TIMEOUT_MS = 240_000
 
 # For each plot in the report: is Plotly's graph div there, with data and a drawn SVG of non-zero size?
 _PLOTS_JS = """() => [...document.querySelectorAll('[data-plot]')].map(d => {
@@ -50,12 +51,12 @@ def launch(playwright: Any) -> Any:
 
 
 def open_report(browser: Any, html: Path, screenshot: Path | None = None, full_page: bool = False,
-                width: int = 1400, sort_by: str | None = None) -> dict[str, Any]:
+                width: int = 1400, sort_by: str | None = None, height: int = 1000) -> dict[str, Any]:
     """Load a report; return its console errors, its plots' state, and the page's text. Writes ``screenshot``.
 
     ``sort_by``: a column of the trials table to click twice (descending); its cells come back in ``"sorted"``.
     """
-    page = browser.new_page(viewport={"width": width, "height": 1000})
+    page = browser.new_page(viewport={"width": width, "height": height})
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     requests: list[str] = []
