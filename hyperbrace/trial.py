@@ -29,6 +29,7 @@ import numbers
 import os
 import socket
 import sys
+import threading
 import time
 import traceback
 from contextlib import redirect_stderr, redirect_stdout
@@ -336,19 +337,30 @@ def execute(
 
 
 class _crash_dumps_to:
-    """Where faulthandler is on (in worker processes), a crash during the trial dumps its stack into the log."""
+    """A crash during the trial (a segfault in native code, an abort) dumps every thread's stack into its log, with
+    faulthandler: the trial's log then says why the process died, and the next run's reaper counts the crash
+    against ``retries`` (a configuration that crashes the process is not run again forever). Put back as found."""
 
     def __init__(self, log: Any) -> None:
         self.log = log
         self.enabled = faulthandler.is_enabled()
+        # Engines that run trials in threads (Dask, Ray) share the process: only the main thread switches it.
+        self.active = threading.current_thread() is threading.main_thread()
 
     def __enter__(self) -> None:
-        if self.enabled:
-            faulthandler.enable(file=self.log, all_threads=True)
+        if self.active:
+            try:
+                faulthandler.enable(file=self.log, all_threads=True)
+            except (ValueError, OSError, io.UnsupportedOperation):  # a log without a file descriptor
+                self.active = False
 
     def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
+        if not self.active:
+            return
+        if self.enabled and sys.__stderr__ is not None:
             faulthandler.enable(file=sys.__stderr__, all_threads=True)
+        else:
+            faulthandler.disable()
 
 
 def _start_tracking(settings: TrialSettings, context: TrialContext) -> list[Any]:

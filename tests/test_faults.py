@@ -248,7 +248,7 @@ def test_system_exit_in_a_trial_is_a_recorded_failure_and_the_search_goes_on(tmp
 
 # -- the host process afterwards --------------------------------------------------------------------------------------
 HOST_SCRIPT = textwrap.dedent("""
-    import logging, signal, sys, warnings
+    import faulthandler, logging, signal, sys, warnings
     from hyperbrace import minimize
 
     kept = []
@@ -273,6 +273,7 @@ HOST_SCRIPT = textwrap.dedent("""
     print("filters restored", warnings.filters == filters)
     print("streams restored", sys.stdout is stdout and sys.stderr is stderr)
     print("SIGTERM restored", signal.getsignal(signal.SIGTERM) is term)
+    print("faulthandler as found", faulthandler.is_enabled() is False)
     warnings.warn("a warning after the search")
 """)
 
@@ -288,7 +289,7 @@ def test_logging_warnings_signals_and_streams_work_after_a_search(tmp_path):
     assert "from a trial's handler" in run.stderr  # a handler a trial bound to its stderr now writes to ours
     assert "root handlers []" in run.stdout
     assert "filters restored True" in run.stdout and "streams restored True" in run.stdout
-    assert "SIGTERM restored True" in run.stdout
+    assert "SIGTERM restored True" in run.stdout and "faulthandler as found True" in run.stdout
     assert "a warning after the search" in run.stderr
     assert "printed inside the trial" not in run.stdout  # it went to the trial's log
     log = (tmp_path / "runs" / "host.model" / "logs" / "trial-00000.log").read_text()
@@ -360,3 +361,48 @@ def test_ctrl_c_while_the_journal_lock_changes_hands_is_a_clean_keyboard_interru
     setattr(lock._link, moment, original)
     lock.acquire()  # and it can be taken again at once
     lock.release()
+
+
+# -- a configuration that crashes the search's own process -----------------------------------------------------------
+CRASH_SCRIPT = textwrap.dedent("""
+    import ctypes, os, sys
+    from pathlib import Path
+    from hyperbrace import minimize
+
+    def model():
+        x = {{uniform(0, 1)}}
+        first = Path(sys.argv[1], "first")  # the first configuration ever run crashes the process, every time
+        try:
+            fd = os.open(first, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.write(fd, repr(x).encode())
+            os.close(fd)
+        except FileExistsError:
+            pass
+        if first.read_text() == repr(x):
+            print("about to crash", flush=True)
+            ctypes.string_at(0)
+        return x
+
+    minimize(model, max_evals=4, directory=sys.argv[1], study_name="faults", show_progress=False, seed=0)
+    print("finished")
+""")
+
+
+def test_a_configuration_that_crashes_the_search_itself_is_given_up_after_its_retries(tmp_path):
+    (tmp_path / "crash.py").write_text(CRASH_SCRIPT)
+    codes = []
+    for _ in range(3):
+        run = subprocess.run([sys.executable, "crash.py", str(tmp_path)], cwd=tmp_path, env=_env(),
+                             capture_output=True, text=True, timeout=120)
+        codes.append(run.returncode)
+    assert codes == [-signal.SIGSEGV, -signal.SIGSEGV, 0], codes  # crashed, retried once and crashed, gave up
+    assert "finished" in run.stdout
+    study = _study(tmp_path)
+    trials = study.get_trials()
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 2 and failed[0].params == failed[1].params, [(t.number, t.state.name) for t in trials]
+    for trial in failed:
+        assert "crashed" in trial.user_attrs["hb.error"] and "about to crash" in trial.user_attrs["hb.error"]
+        log = (tmp_path / "faults" / "logs" / f"trial-{trial.number:05d}.log").read_text()
+        assert "Fatal Python error: Segmentation fault" in log and "in model" in log
+    assert counted_trials(study) == 4 and sum(t.state == TrialState.COMPLETE for t in trials) == 3
