@@ -45,6 +45,9 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+# The template names, as module globals: hyperbrace resolves a template function's names like Python does.
+from hyperbrace import choice, loguniform, uniform  # noqa: E402,F401
 RESULTS = Path(__file__).parent / "results"
 RUNS = Path(os.environ.get("RACE_RUNS", RESULTS / "race"))
 TOOLS = ("hb-default", "hb-median", "hb-hyperband", "hyperas", "kt-hyperband", "kt-bayes",
@@ -177,7 +180,6 @@ def train(model, batch_size, data, callbacks=(), **fit_kwargs) -> float:
 
 def run_hyperbrace(task, data, seed, budget, prune, workdir):
     import hyperbrace
-    from hyperbrace import choice, loguniform, uniform  # noqa: F401 (the templates)
 
     if task == "cnn":
         def create_model(x_train, y_train, x_val, y_val):
