@@ -142,6 +142,16 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     return min(done, key=lambda t: t.value) if done else None
 
 
+def model_function_name(study: optuna.Study) -> str:
+    """The model function's name: from the recorded search space, else the study's default name
+    (``<script>.<function>``), else ``create_model``."""
+    for entry in study.user_attrs.get("hyperbrace.space", []) or []:
+        if isinstance(entry, dict) and str(entry.get("function", "")).isidentifier():
+            return str(entry["function"])
+    last = study.study_name.rsplit(".", 1)[-1]
+    return last if last.isidentifier() else "create_model"
+
+
 def best_config_code(study: optuna.Study) -> str:
     """Python to paste into a final training script: the best trial's real values, and the exact re-run.
 
@@ -167,7 +177,7 @@ def best_config_code(study: optuna.Study) -> str:
     for name, value in real_values(trial).items():
         lines.append(f"    {name!r}: {value!r},")
     lines.append("}")
-    function = study.study_name.rsplit(".", 1)[-1] or "create_model"
+    function = model_function_name(study)
     if real_values(trial) != dict(trial.params):
         lines.append("# Values inside choice() that are objects appear above as their source text; to run exactly")
         lines.append("# this trial again, pass the engine's values (objects by their index in the choice):")
