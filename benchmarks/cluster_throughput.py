@@ -3,7 +3,8 @@ wall-clock price of ``reproducible=True``.
 
 Part 1: a search whose objective sleeps 1 s runs with 1, 2, 4, 8 and 16 workers as ``minimize(n_jobs=N)`` (local
 worker processes), ``cluster=Ray(num_cpus=1)`` on a local Ray (``ray.init(num_cpus=16)``: sleeping trials need no
-core) and ``cluster=client`` on a Dask ``LocalCluster(n_workers=16, threads_per_worker=1)``. Steady state and end
+core) and ``cluster=client`` on a Dask scheduler and 16 one-thread workers started with ``dask scheduler`` and
+``dask worker`` (processes of their own, as on a real cluster). Steady state and end
 to end are measured as in ``parallel_throughput.py``. Ray's and Dask's worker processes stay up between rows (as on
 a real cluster), local worker processes are started by each search.
 
@@ -130,6 +131,27 @@ def reproducible_cost(root: Path, n_jobs: int = 4, n: int = 32) -> list[str]:
     return rows
 
 
+def _dask_cluster(n_workers: int):
+    """A Dask scheduler and ``n_workers`` one-thread workers started with Dask's own command, and a client."""
+    import socket
+    import subprocess
+
+    from distributed import Client
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dask = str(Path(sys.executable).with_name("dask"))
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = subprocess.Popen([dask, "worker", address, "--nworkers", str(n_workers), "--nthreads", "1",
+                                "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = Client(address, timeout=300)
+    client.wait_for_workers(n_workers, timeout=600)
+    return client, [workers, scheduler]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8, 16])
@@ -139,7 +161,6 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "cluster_throughput.md"))
     args = parser.parse_args()
     import ray
-    from distributed import Client, LocalCluster
 
     from hyperbrace.launchers import Ray
 
@@ -168,7 +189,7 @@ def main() -> None:
         if "local" in args.engines:
             engines["n_jobs (local processes)"] = None
         if "ray" in args.engines:
-            for attempt in range(3):
+            for attempt in range(2):
                 try:  # Ray gives its node 30 s to start (hard-coded): a loaded machine may need another try
                     ray.init(num_cpus=most, include_dashboard=False, log_to_driver=False)
                     engines["Ray"] = lambda: Ray(num_cpus=1)
@@ -178,17 +199,20 @@ def main() -> None:
                     failure = f"{type(exc).__name__}: {exc}"
             else:
                 lines.insert(-2, f"Ray could not start on this machine in this run ({failure}); its rows are missing.\n")
-        cluster = client = None
+        client, dask_processes = None, []
         if "dask" in args.engines:
-            cluster = LocalCluster(n_workers=most, threads_per_worker=1, processes=True, dashboard_address=None)
-            client = Client(cluster)
+            # The scheduler and the workers in processes of their own, as on a real cluster (a LocalCluster keeps
+            # its scheduler in this process, where it would compete with the chief's gRPC server for the GIL).
+            client, dask_processes = _dask_cluster(most)
             engines["Dask"] = client
         try:
             lines += throughput_rows(engines, args.workers, args.trials_per_worker, root)
         finally:
             if client is not None:
                 client.close()
-                cluster.close()
+            for process in dask_processes:
+                process.terminate()
+                process.wait(timeout=60)
             ray.shutdown()
         lines += ["", f"## Cost per trial through the gRPC proxy: a free objective, {args.proxy_trials} trials, "
                       "algo='random'", "", "| run | trials | ms per trial |", "|---|---:|---:|"]
