@@ -11,6 +11,7 @@ from typing import Any
 
 import optuna
 
+from hyperbrace._arguments import check_evaluate_arguments, check_search_arguments
 from hyperbrace._context import TrialContext, active, monitored_metric
 from hyperbrace.budget import counted_trials
 from hyperbrace.display import Progress, quiet_optuna_logs, space_table
@@ -123,8 +124,11 @@ def minimize(
         >>> round(result.best_run["x"])
         1
     """
-    if not isinstance(max_evals, int) or max_evals < 1:
-        raise ValueError(f"max_evals must be a positive integer (the total number of trials), got {max_evals!r}")
+    check_search_arguments(
+        model=model, data=data, max_evals=max_evals, algo=algo, seed=seed, storage=storage, study_name=study_name,
+        directory=directory, timeout=timeout, n_jobs=n_jobs, gpus=gpus, prune=prune, keep_models=keep_models,
+        show_progress=show_progress, verbose=verbose, data_args=data_args, retries=retries, load_options=load_options,
+    )
     if more is not None and (not isinstance(more, int) or isinstance(more, bool) or more < 1):
         raise ValueError(f"more= takes how many trials to add to the study's, a positive integer; got {more!r}")
     if any(not callable(c) for c in callbacks):
@@ -312,7 +316,9 @@ def _gpu_ids(gpus: Sequence[int] | str | None) -> list[str]:
             warnings.warn("gpus='all' but this machine shows no GPU (CUDA_VISIBLE_DEVICES, nvidia-smi); "
                           "running on the CPU with n_jobs workers", stacklevel=3)
         return found
-    if isinstance(gpus, (int, str)):
+    if isinstance(gpus, str):
+        gpus = [part.strip() for part in gpus.split(",") if part.strip()]  # "0,1", as CUDA_VISIBLE_DEVICES writes it
+    elif isinstance(gpus, int):
         gpus = [gpus]
     return [str(g) for g in gpus]
 
@@ -333,6 +339,7 @@ def evaluate(
     >>> evaluate(objective, {"x": 0.25})
     0.5
     """
+    check_evaluate_arguments(model, params, data, data_args)
     compiled = compile_model(model)
     context = TrialContext(optuna.trial.FixedTrial(dict(params)), number=-1)
     context.pruning_enabled = False  # one fixed run: nothing to compare it with
