@@ -29,6 +29,8 @@ from typing import Any
 
 import optuna
 
+from hyperbrace.model_files import owner_file
+
 __all__ = ["chief_store", "upload_model", "remove_model", "fetch_model", "ARTIFACT_ATTR", "ARTIFACTS_DIR"]
 
 ARTIFACT_ATTR = "hb.artifact"
@@ -54,6 +56,9 @@ def upload_model(trial: optuna.Trial, path: Path, run_dir: Path, store: Any) -> 
         archive = Path(scratch) / f"{path.name}.tar"
         with tarfile.open(archive, "w") as tar:
             tar.add(path, arcname=str(path.relative_to(run_dir)))
+            owner = owner_file(path)  # which study and trial it belongs to, checked when it is loaded
+            if owner.exists():
+                tar.add(owner, arcname=str(owner.relative_to(run_dir)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             artifact_id = upload_artifact(study_or_trial=trial, file_path=str(archive), artifact_store=store)

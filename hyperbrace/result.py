@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from hyperbrace import integrations
+from hyperbrace import integrations, model_files
 from hyperbrace.display import space_table, state_counts, trials_table
 from hyperbrace.metric import metric_of
 
@@ -130,7 +130,7 @@ class SearchResult:
         relative = None if trial is None else trial.user_attrs.get("hb.model")
         if relative is None:
             return None
-        path = self.directory / relative
+        path = model_files.model_path(self.directory, relative)  # only inside the run directory's models/
         if not path.exists() and "hb.artifact" in trial.user_attrs:
             # Trained on another machine: the model came home through the artifact store (hyperbrace.artifacts).
             from hyperbrace.artifacts import fetch_model
@@ -141,6 +141,8 @@ class SearchResult:
                 f"trial {number}'s model was saved at {path}, which no longer exists (only the best "
                 "keep_models models are kept; it may have been saved on another machine)"
             )
+        model_files.check_owner(path, trial.user_attrs.get("hb.model_owner")
+                                or model_files.owner_of(self.study.study_name, number))
         return integrations.for_path(path).load(path, **{**self._load_options, **options})
 
     @property
@@ -159,7 +161,10 @@ class SearchResult:
             attrs = t.user_attrs
             extras = {k: v for k, v in attrs.items() if not k.startswith("hb.")}
             model = attrs.get("hb.model")
-            model_path = None if model is None else self.directory / model
+            try:
+                model_path = None if model is None else model_files.model_path(self.directory, model)
+            except model_files.UnsafeModelPathError:
+                model_path = None
             records.append(
                 TrialRecord(
                     number=t.number, state=t.state.name, loss=t.value, params=dict(attrs.get("hb.values", t.params)),

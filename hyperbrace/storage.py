@@ -210,8 +210,19 @@ class _quiet_experimental:
 
 
 def _safe_dirname(name: str) -> str:
+    """The run directory's name for study ``name``: the name itself when it is a safe file name, else a cleaned
+    name plus ``+`` and a hash of the real one, so that distinct studies never share a folder (``exp/1`` and
+    ``exp_1``); ``+`` never occurs in a name kept as is.
+
+    >>> _safe_dirname("mnist.create_model"), _safe_dirname("exp_1"), _safe_dirname("exp/1")
+    ('mnist.create_model', 'exp_1', 'exp_1+60e9837f8e')
+    """
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
-    return cleaned or "study"
+    if cleaned == name and name:
+        return name
+    import hashlib
+
+    return f"{cleaned or 'study'}+{hashlib.sha256(name.encode()).hexdigest()[:10]}"
 
 
 def _hide_password(url: str) -> str:

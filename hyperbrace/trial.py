@@ -40,7 +40,7 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import TrialState
 
-from hyperbrace import integrations
+from hyperbrace import integrations, model_files
 from hyperbrace._context import TrialContext, active
 from hyperbrace.recovery import OWNER_ATTR, release, requeue  # noqa: F401  (requeue: storage.py's import)
 from hyperbrace.metric import as_minimized
@@ -524,11 +524,14 @@ def _save_if_top(
     integration = integrations.for_model(model_obj)
     try:
         path = integration.save(model_obj, settings.models_dir / f"trial-{trial.number:05d}")
+        # Which study and trial the file belongs to, beside it (and in the trial): checked when it is loaded.
+        owner = model_files.write_owner(settings.models_dir, study.study_name, trial.number)
     except Exception as exc:  # a model that cannot be saved must not lose the trial's result
         trial.set_user_attr("hb.model_error", f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS])
         return None
     relative = str(path.relative_to(settings.run_dir))
     trial.set_user_attr("hb.model", relative)
+    trial.set_user_attr("hb.model_owner", owner)
     if settings.artifacts is not None:
         from hyperbrace.artifacts import upload_model
 
@@ -545,8 +548,8 @@ def _save_if_top(
     keep = {t.number for t in finished[: settings.keep_models - 1]}
     keep |= {t.number for t in current if t.state == TrialState.RUNNING}
     for file in settings.models_dir.glob("trial-*"):
-        number = file.stem.partition("-")[2]
-        if number.isdigit() and int(number) not in keep:
+        number = model_files.trial_number(file)  # the model and its owner record
+        if number is not None and number not in keep:
             _remove(file)
     if settings.artifacts is not None:
         from hyperbrace.artifacts import ARTIFACT_ATTR, remove_model
