@@ -109,7 +109,8 @@ def check_search_arguments(
     _callable("data", data, optional=True)
     _int_at_least("max_evals", max_evals, 1, "the total number of trials, a positive integer such as 50")
     if not isinstance(algo, optuna.samplers.BaseSampler) and algo not in SAMPLERS:
-        raise ValueError(f"algo={algo!r}: give one of {', '.join(map(repr, SAMPLERS))} or an Optuna sampler")
+        raise ValueError(f"algo={algo!r} is not a known search algorithm; give one of "
+                         f"{', '.join(map(repr, SAMPLERS))} or an Optuna sampler")
     if seed is not None and (not _is_int(seed) or not 0 <= seed <= MAX_SEED):
         raise ValueError(f"seed={seed!r}: give an integer from 0 to {MAX_SEED}, or None for a random start")
     if storage is not None:
@@ -129,7 +130,8 @@ def check_search_arguments(
     _int_at_least("n_jobs", n_jobs, 1, "the number of worker processes")
     check_gpus(gpus)
     if not isinstance(prune, optuna.pruners.BasePruner) and prune is not False and prune not in PRUNERS:
-        raise ValueError(f"prune={prune!r}: give one of {', '.join(map(repr, PRUNERS))} or an Optuna pruner")
+        raise ValueError(f"prune={prune!r} is not a known pruner; give one of {', '.join(map(repr, PRUNERS))} or an "
+                         "Optuna pruner")
     _int_at_least("keep_models", keep_models, 0, "how many of the best models to keep")
     _flag("show_progress", show_progress)
     _flag("verbose", verbose)
