@@ -35,7 +35,6 @@ Other machines
 
 from __future__ import annotations
 
-import base64
 import errno
 import dataclasses
 import json
@@ -55,6 +54,8 @@ import cloudpickle
 import optuna
 from optuna.trial import TrialState
 
+from hyperbrace import plan_signing
+from hyperbrace._secrets import hide_password, looks_like_credential, strip_credentials
 from hyperbrace.budget import budget_lock, count_used
 from hyperbrace.display import Progress
 from hyperbrace.envelope import seal, unseal
@@ -73,7 +74,7 @@ __all__ = [
     "PLAN_ATTR",
 ]
 
-#: The study system attribute holding the published plan (base64 of its cloudpickle).
+#: The study system attribute holding the published plan (its cloudpickle in base64, and its signature).
 PLAN_ATTR = "hyperbrace:plan"
 #: Thread-count variables capped per worker: OpenMP (PyTorch's intra-op threads follow it), the BLAS libraries,
 #: numexpr, and TensorFlow's intra-op pool.
@@ -230,9 +231,11 @@ def publish_plan(study: optuna.Study, plan: SearchPlan, warn: bool = True) -> bo
     """Store ``plan`` in the study, so ``hyperbrace worker`` on any machine can join the search.
 
     Returns False (with a warning) when the plan does not pickle or is too large to keep in the database.
-    Whoever can write the database can make workers run code: give its credentials only to trusted machines.
+    Nothing secret is published: not the database URL's password (each worker is given the URL itself), nor
+    captured globals that look like credentials (left out, with a warning). The plan is signed
+    (:mod:`hyperbrace.plan_signing`), so workers run it only if it is the chief's: see docs/security.md.
     """
-    published = dataclasses.replace(plan, n_jobs=max(plan.n_jobs, 2))  # several machines: a parallel sampler
+    published = _without_secrets(plan) if plan.storage.url is not None else _for_machines(plan)
     try:
         # In its envelope: the worker applies the chief's framework variables (KERAS_BACKEND, ...) before loading
         # it, and a missing module is reported in two lines (hyperbrace.envelope).
@@ -256,26 +259,64 @@ def publish_plan(study: optuna.Study, plan: SearchPlan, warn: bool = True) -> bo
             stacklevel=3,
         )
         return False
-    text = base64.b64encode(blob).decode("ascii")
-    if _system_attrs(study).get(PLAN_ATTR) != text:
-        study._storage.set_study_system_attr(study._study_id, PLAN_ATTR, text)
+    value = plan_signing.sign(blob, study.study_name, plan_signing.chief_key(plan.storage.run_dir, announce=warn))
+    if _system_attrs(study).get(PLAN_ATTR) != value:
+        study._storage.set_study_system_attr(study._study_id, PLAN_ATTR, value)
     return True
+
+
+def _for_machines(plan: SearchPlan) -> SearchPlan:
+    return dataclasses.replace(plan, n_jobs=max(plan.n_jobs, 2))  # several machines: a parallel sampler
+
+
+def _without_secrets(plan: SearchPlan) -> SearchPlan:
+    """The plan as published in a database: for several machines (a parallel sampler), without the URL's password
+    (workers are given the URL themselves) and without captured globals that look like credentials. (A journal's
+    plan is read only by those who can read the run directory, and so the script: it is published whole.)"""
+    storage = plan.storage
+    if storage.url is not None:
+        storage = dataclasses.replace(storage, url=hide_password(storage.url))
+    model, hidden = plan.model, []
+    original, found = strip_credentials(model.original)
+    if found:
+        model = dataclasses.replace(model, original=original)
+        hidden += [f"{name} (used by {model.name}())" for name in found]
+    data, found = strip_credentials(plan.data)
+    if found:
+        hidden += [f"{name} (used by data())" for name in found]
+    if hidden:
+        warnings.warn(
+            f"not publishing {', '.join(hidden)} with the search: they look like credentials, and anyone who can read "
+            "the database could read them. Workers joining with `hyperbrace worker` must get them from their own "
+            "environment (e.g. os.environ[...] inside the function)",
+            stacklevel=4,
+        )
+    return dataclasses.replace(_for_machines(plan), storage=storage, model=model, data=data)
 
 
 def _system_attrs(study: optuna.Study) -> dict[str, Any]:
     return study._storage.get_study_system_attrs(study._study_id)  # Optuna 5 dropped Study.system_attrs
 
 
-def published_plan(study: optuna.Study) -> SearchPlan | None:
-    """The plan a chief published in ``study`` (``None`` if none was). Unpickling it runs the chief's code.
+def published_plan(
+    study: optuna.Study,
+    run_dir: Path | None = None,
+    key_file: str | os.PathLike[str] | None = None,
+    allow_unsigned: bool = False,
+) -> SearchPlan | None:
+    """The plan a chief published in ``study`` (``None`` if none was), once its signature is checked with this
+    machine's key (:func:`hyperbrace.plan_signing.worker_key`: ``key_file``, ``HYPERBRACE_PLAN_KEY``, or the
+    ``.plan-key`` in ``run_dir``); raises :class:`~hyperbrace.plan_signing.PlanAuthenticationError` before
+    unpickling anything that is not the chief's. Unpickling it runs the chief's code.
 
     The chief's framework variables are set in this process first; a missing module raises
     :class:`~hyperbrace.envelope.PlanImportError` (two lines).
     """
-    text = _system_attrs(study).get(PLAN_ATTR)
-    if text is None:
+    value = _system_attrs(study).get(PLAN_ATTR)
+    if value is None:
         return None
-    return unseal(base64.b64decode(text))
+    key = plan_signing.worker_key(run_dir, key_file)
+    return unseal(plan_signing.verify(value, study.study_name, key, allow_unsigned=allow_unsigned))
 
 
 # -- local workers --------------------------------------------------------------------------------------------------

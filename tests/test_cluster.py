@@ -261,6 +261,7 @@ def _free_port() -> int:
 def _env_without_probe() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "HYPERBRACE_PROBE"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env["HYPERBRACE_PLAN_KEY"] = "test-cluster-key"  # the chief signs its plan, the worker checks it (security.md)
     return env
 
 
@@ -308,7 +309,7 @@ def test_a_joined_worker_takes_a_budget_the_chief_raised(tmp_path):
     from hyperbrace import _worker
 
     first = minimize(quick, lambda: "", max_evals=3, directory=tmp_path, study_name="raised", show_progress=False)
-    plan = _worker.prepare(published_plan(first.study))  # what a worker read: 3 trials in all
+    plan = _worker.prepare(published_plan(first.study, run_dir=first.directory))  # what a worker read: 3 trials
     assert plan.max_evals == 3
     # The chief runs the search again with max_evals=5 (it records the new budget), after the worker joined.
     first.study._storage.set_study_system_attr(first.study._study_id, BUDGET_ATTR, 5)

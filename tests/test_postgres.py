@@ -42,7 +42,9 @@ def _fresh_name(label: str) -> str:
 
 
 def _env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    # Every "machine" has the same plan key, as a real cluster would (see docs/security.md).
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+                HYPERBRACE_PLAN_KEY="test-cluster-key")
 
 
 CHIEF = """

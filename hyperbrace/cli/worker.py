@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import socket
 import sys
@@ -52,9 +53,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                     "run its trials until its max_evals are used up. Needs the same Python packages, and the "
                     "modules the model function imports, as the machine that started the search.",
     )
-    worker.add_argument("--storage", required=True, metavar="URL",
+    worker.add_argument("--storage", default=os.environ.get("HYPERBRACE_STORAGE"), metavar="URL",
+                        required=not os.environ.get("HYPERBRACE_STORAGE"),
                         help="the search's database (postgresql://user:password@host/db), the chief's gRPC proxy "
-                             "(grpc://host:port), or a run directory / its study.journal on this machine")
+                             "(grpc://host:port), or a run directory / its study.journal on this machine (default: "
+                             "the environment variable HYPERBRACE_STORAGE, which keeps a password off the command "
+                             "line)")
     worker.add_argument("--study", required=True, metavar="NAME", help="the study's name")
     worker.add_argument("--n-jobs", type=int, default=1, metavar="N",
                         help="worker processes on this machine (default 1: trials run in this process)")
@@ -64,6 +68,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                         help="where this machine keeps the trials' logs and saved models (default hyperbrace-runs)")
     worker.add_argument("--wait", type=float, default=300.0, metavar="SECONDS",
                         help="how long to wait for the search to be started (default 300)")
+    worker.add_argument("--plan-key-file", metavar="FILE",
+                        help="the key the chief signed its plan with (default: the environment variable "
+                             "HYPERBRACE_PLAN_KEY, else DIR/<study>/.plan-key); see docs/security.md")
+    worker.add_argument("--allow-unsigned-plan", action="store_true",
+                        help="run a plan published without a signature (only if you trust every writer of the "
+                             "database: the plan is code this worker runs)")
     worker.set_defaults(run=_worker)
 
 
@@ -75,6 +85,7 @@ UsageError = UsageError
 def _worker(args: argparse.Namespace) -> int:
     from hyperbrace import _worker as worker_process
     from hyperbrace.executor import WorkerError, published_plan, run_workers, visible_gpus
+    from hyperbrace.plan_signing import PlanAuthenticationError
     from hyperbrace.search import TrialFailedError
     from hyperbrace.envelope import PlanImportError
     from hyperbrace.storage import GRPC_SCHEME
@@ -90,8 +101,14 @@ def _worker(args: argparse.Namespace) -> int:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     run_storage = _run_storage(args)
+    # Checked against this machine's key before anything in it is unpickled (hyperbrace.plan_signing).
+    checked = functools.partial(published_plan, run_dir=run_storage.run_dir, key_file=args.plan_key_file,
+                                allow_unsigned=args.allow_unsigned_plan)
     try:
-        plan = _wait_for_plan(run_storage, args.study, args.wait, published_plan)
+        plan = _wait_for_plan(run_storage, args.study, args.wait, checked)
+    except PlanAuthenticationError as exc:
+        print(f"hyperbrace worker: refusing the published plan: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except PlanImportError as exc:
         print(f"hyperbrace worker: {exc}", file=sys.stderr)
         return EXIT_ERROR
