@@ -102,7 +102,7 @@ def check_search_arguments(
     import optuna
 
     from hyperbrace.samplers import PRUNERS, SAMPLERS
-    from hyperbrace.storage import check_storage_url
+    from hyperbrace.storage import GRPC_SCHEME, check_storage_url
 
     if model is not _MISSING:
         _callable("model", model, optional=False)
@@ -117,8 +117,9 @@ def check_search_arguments(
         if not isinstance(storage, (str, os.PathLike)):
             raise TypeError(f"storage={storage!r}: give a database URL such as 'sqlite:///study.db' or "
                             "'postgresql://user@host/db', or None for the run directory's journal file")
-        if "://" in os.fspath(storage):
-            check_storage_url(os.fspath(storage))
+        text = os.fspath(storage)
+        if "://" in text and not text.startswith(GRPC_SCHEME):  # a gRPC proxy is checked where it is opened
+            check_storage_url(text)
     if study_name is not None and (not isinstance(study_name, str) or not study_name.strip()):
         raise ValueError(f"study_name={study_name!r}: give a non-empty string, or None for the default name")
     if not isinstance(directory, (str, os.PathLike)) or not os.fspath(directory):
