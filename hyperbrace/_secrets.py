@@ -8,8 +8,8 @@ without them, to publish instead (workers then get them from their own environme
 
 >>> hide_password("postgresql://hb:s3cret@db/hb")
 'postgresql://hb:***@db/hb'
->>> looks_like_credential("API_TOKEN", "abc"), looks_like_credential("n_units", 64)
-(True, False)
+>>> looks_like_credential("API_TOKEN", "abc"), looks_like_credential("n_units", 64), looks_like_credential("AUTHOR", "me")
+(True, False, False)
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Any
 
 __all__ = ["hide_password", "looks_like_credential", "strip_credentials"]
 
-_NAME = re.compile(r"pass(word|wd)?($|_)|secret|token|api_?key|access_?key|private_?key|credential|auth", re.I)
+_NAME = re.compile(r"(^|_)(pass(word|wd)?|pwd|secret|token|api_?key|access_?key|private_?key|credentials?"
+                   r"|auth(orization|_?token|_?key)?)($|_)", re.I)
 _URL_WITH_PASSWORD = re.compile(r"://[^:/@\s]+:[^@\s]+@")
 
 

@@ -284,6 +284,15 @@ def _without_secrets(plan: SearchPlan) -> SearchPlan:
     data, found = strip_credentials(plan.data)
     if found:
         hidden += [f"{name} (used by data())" for name in found]
+    args = plan.data_args
+    named = args.items() if isinstance(args, dict) else enumerate(args or ()) if isinstance(args, (list, tuple)) else ()
+    secret_args = [key for key, value in named if looks_like_credential(str(key), value)]
+    if secret_args:
+        warnings.warn(
+            f"data_args {secret_args} look like credentials and are published with the search, where anyone who can "
+            "read the database can read them: let data() read them from the environment instead",
+            stacklevel=4,
+        )
     if hidden:
         warnings.warn(
             f"not publishing {', '.join(hidden)} with the search: they look like credentials, and anyone who can read "
