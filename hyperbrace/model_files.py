@@ -1,11 +1,11 @@
-"""A run's saved models: each records which study and trial it belongs to, and only files under the run directory's
-``models/`` are ever loaded.
+"""A run's saved models: each records which study and trial it belongs to, and only files in the run directory's
+``models/`` folders are ever loaded.
 
 A trial's model is saved as ``models/trial-NNNNN.<suffix>`` with ``models/trial-NNNNN.owner.json`` beside it,
 holding the study's name and the trial's number; the trial records the same owner (``hb.model_owner``). Loading
 checks both, so a model that another study saved over this one (two studies sharing a folder) is refused instead
 of silently returned. The path a trial records (``hb.model``) comes from the storage, which other machines (or
-whoever can write the database) write: it is followed only inside ``models/`` of the run directory, because
+whoever can write the database) write: it is followed only into a ``models/`` folder of the run directory, because
 loading a model (a pickle, a Keras file with Python layers) can run code.
 
 >>> import tempfile
@@ -14,7 +14,7 @@ loading a model (a pickle, a Keras file with Python layers) can run code.
 >>> model_path(run, "../../etc/passwd")
 Traceback (most recent call last):
 ...
-hyperbrace.model_files.UnsafeModelPathError: the stored model path '../../etc/passwd' leads outside .../models; hyperbrace loads models only from there (a storage writer may have changed it)
+hyperbrace.model_files.UnsafeModelPathError: the stored model path '../../etc/passwd' leads outside .../models; hyperbrace loads models only from the run directory's models folders (a storage writer may have changed it)
 """
 
 from __future__ import annotations
@@ -75,14 +75,14 @@ def write_owner(models_dir: Path, study_name: str, number: int) -> dict[str, Any
 
 
 def model_path(run_dir: Path, relative: str) -> Path:
-    """The model file a trial's stored path names, if it lies inside ``run_dir/models`` (symbolic links
-    followed); raises :class:`UnsafeModelPathError` otherwise."""
-    models = (Path(run_dir) / "models").resolve()
+    """The model file a trial's stored path names, if it lies in a ``models/`` folder inside ``run_dir`` (``models/``
+    or a study version's ``v2/models/``; symbolic links followed); raises :class:`UnsafeModelPathError` otherwise."""
+    root = Path(run_dir).resolve()
     path = (Path(run_dir) / relative).resolve()
-    if not path.is_relative_to(models) or path == models:
+    if not path.is_relative_to(root) or path.parent.name != "models":
         raise UnsafeModelPathError(
-            f"the stored model path {relative!r} leads outside {models}; hyperbrace loads models only from there "
-            "(a storage writer may have changed it)"
+            f"the stored model path {relative!r} leads outside {root / 'models'}; hyperbrace loads models only "
+            "from the run directory's models folders (a storage writer may have changed it)"
         )
     return path
 
