@@ -370,7 +370,8 @@ def test_only_the_top_k_models_are_kept(tmp_path):
     result = search(with_model, tmp_path, max_evals=10, keep_models=2, algo="random")
     ranked = sorted((t for t in result.trials), key=lambda t: t.loss)
     files = sorted(p.name for p in (result.directory / "models").iterdir())
-    assert files == sorted(f"trial-{t.number:05d}.pkl" for t in ranked[:2])
+    # Each kept model, and beside it the record of which study and trial it belongs to (hyperbrace.model_files).
+    assert files == sorted(f"trial-{t.number:05d}{suffix}" for t in ranked[:2] for suffix in (".owner.json", ".pkl"))
     assert [t.model_path is not None for t in ranked] == [True, True] + [False] * 8
     best = result.best_model
     assert isinstance(best, Fitted) and best.x == result.best_run["x"] and best.predict(2) == 2 * best.x
