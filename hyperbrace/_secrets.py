@@ -19,7 +19,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["hide_password", "looks_like_credential", "strip_credentials"]
+__all__ = ["hide_password", "looks_like_credential", "strip_credentials", "without_credentials"]
 
 _NAME = re.compile(r"(^|_)(pass(word|wd)?|pwd|secret|token|api_?key|access_?key|private_?key|credentials?"
                    r"|auth(orization|_?token|_?key)?)($|_)", re.I)
@@ -84,3 +84,29 @@ def strip_credentials(function: Any) -> tuple[Any, list[str]]:
     copy.__doc__ = function.__doc__
     copy.__dict__.update(function.__dict__)
     return copy, found + sorted(hidden_cells)
+
+
+def without_credentials(obj: Any) -> tuple[Any, list[str]]:
+    """A copy of ``obj`` (a plan) in which every function pickled by value carries no credential-looking globals or
+    closure values, however deep it sits (the model, the helpers it calls, ``data()``), and their names."""
+    import io
+    import pickle
+
+    import cloudpickle
+
+    found: list[str] = []
+
+    class Scrubber(cloudpickle.Pickler):
+        def reducer_override(self, value: Any) -> Any:
+            if isinstance(value, types.FunctionType):
+                stripped, names = strip_credentials(value)
+                if names:
+                    found.extend(f"{name} (used by {value.__name__}())" for name in names)
+                    value = stripped
+            return super().reducer_override(value)
+
+    buffer = io.BytesIO()
+    Scrubber(buffer, protocol=pickle.DEFAULT_PROTOCOL).dump(obj)
+    if not found:
+        return obj, []
+    return pickle.loads(buffer.getvalue()), sorted(set(found))

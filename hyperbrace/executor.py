@@ -55,7 +55,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hyperbrace import plan_signing
-from hyperbrace._secrets import hide_password, looks_like_credential, strip_credentials
+from hyperbrace._secrets import hide_password, looks_like_credential, without_credentials
 from hyperbrace.budget import budget_lock, count_used
 from hyperbrace.display import Progress
 from hyperbrace.envelope import seal, unseal
@@ -276,14 +276,6 @@ def _without_secrets(plan: SearchPlan) -> SearchPlan:
     storage = plan.storage
     if storage.url is not None:
         storage = dataclasses.replace(storage, url=hide_password(storage.url))
-    model, hidden = plan.model, []
-    original, found = strip_credentials(model.original)
-    if found:
-        model = dataclasses.replace(model, original=original)
-        hidden += [f"{name} (used by {model.name}())" for name in found]
-    data, found = strip_credentials(plan.data)
-    if found:
-        hidden += [f"{name} (used by data())" for name in found]
     args = plan.data_args
     named = args.items() if isinstance(args, dict) else enumerate(args or ()) if isinstance(args, (list, tuple)) else ()
     secret_args = [key for key, value in named if looks_like_credential(str(key), value)]
@@ -293,6 +285,7 @@ def _without_secrets(plan: SearchPlan) -> SearchPlan:
             "read the database can read them: let data() read them from the environment instead",
             stacklevel=4,
         )
+    plan, hidden = without_credentials(_for_machines(dataclasses.replace(plan, storage=storage)))
     if hidden:
         warnings.warn(
             f"not publishing {', '.join(hidden)} with the search: they look like credentials, and anyone who can read "
@@ -300,7 +293,7 @@ def _without_secrets(plan: SearchPlan) -> SearchPlan:
             "environment (e.g. os.environ[...] inside the function)",
             stacklevel=4,
         )
-    return dataclasses.replace(_for_machines(plan), storage=storage, model=model, data=data)
+    return plan
 
 
 def _system_attrs(study: optuna.Study) -> dict[str, Any]:
