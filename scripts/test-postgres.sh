@@ -22,12 +22,14 @@ if [[ $# -lt 2 || "$1" != "run" ]]; then
 fi
 shift
 
-unavailable() {
+unavailable() {  # unavailable REASON CMD [ARGS...]
+    local reason="$1"
+    shift
     if [[ "${HYPERBRACE_REQUIRE_POSTGRES:-0}" == "1" ]]; then
-        log "ERROR: $* (HYPERBRACE_REQUIRE_POSTGRES=1, so this fails instead of skipping the PostgreSQL tests)"
+        log "ERROR: $reason (HYPERBRACE_REQUIRE_POSTGRES=1, so this fails instead of skipping the PostgreSQL tests)"
         exit 1
     fi
-    log "$*; running without PostgreSQL (its tests will be skipped)"
+    log "$reason; running without PostgreSQL (its tests will be skipped)"
     unset HYPERBRACE_TEST_POSTGRES_URL
     "$@"  # not exec: the EXIT trap must still clean up a half-made server
     exit $?
