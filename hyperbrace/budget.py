@@ -7,6 +7,8 @@ there are, and a re-run of a killed search continues the count.
 What counts: every trial, finished, running or queued, except a failed trial that is being run again (a trial
 whose worker died or was interrupted is failed and queued again; the copy counts in its place). A configuration
 that ran several times counts once: only the last of its series (Optuna's ``retry_history``) counts.
+And the trials a new version of a study reused from earlier versions (:mod:`hyperbrace.versions`) never
+count: they were run there.
 
 >>> import optuna
 >>> study = optuna.create_study()
@@ -26,7 +28,30 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-__all__ = ["counted_trials", "count_used", "budget_lock"]
+__all__ = ["counted_trials", "count_used", "budget_lock", "REUSED_ATTR", "is_reused", "may_be_best"]
+
+#: The user attribute of a trial that a new version of a study copied from an earlier version (as prior knowledge
+#: for its sampler): ``{"study": ..., "version": ..., "trial": ..., "complete": ...}``. It is never run or counted.
+REUSED_ATTR = "hb.reused_from"
+
+
+def is_reused(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether ``trial`` was copied from an earlier version of its study rather than run in it."""
+    return REUSED_ATTR in trial.user_attrs
+
+
+def may_be_best(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether ``trial`` may be the search's best: complete, with a value, and, if reused, a whole configuration
+    of the current space (a reused trial that lacks a parameter added since is prior knowledge only).
+
+    >>> from optuna.trial import create_trial
+    >>> may_be_best(create_trial(value=1.0)), may_be_best(create_trial(value=1.0, user_attrs={REUSED_ATTR: {"complete": False}}))
+    (True, False)
+    """
+    if trial.state != TrialState.COMPLETE or trial.value is None:
+        return False
+    reused = trial.user_attrs.get(REUSED_ATTR)
+    return reused is None or bool(isinstance(reused, dict) and reused.get("complete"))
 
 _thread_lock = threading.Lock()
 
@@ -49,7 +74,7 @@ def counted_trials(study: optuna.Study) -> int:
 def count_used(trials: list[optuna.trial.FrozenTrial]) -> int:
     """:func:`counted_trials` for trials already fetched (one read of a database study serves several counts)."""
     retried = _retried_numbers(trials)
-    return sum(1 for t in trials if not (t.state == TrialState.FAIL and t.number in retried))
+    return sum(1 for t in trials if not (t.state == TrialState.FAIL and t.number in retried) and not is_reused(t))
 
 
 @contextmanager

@@ -14,6 +14,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hyperbrace.metric import Metric
+from hyperbrace.budget import REUSED_ATTR, may_be_best
 
 __all__ = ["trials_table", "space_table", "state_counts", "failure_groups", "FailureGroup", "Progress"]
 
@@ -36,9 +37,7 @@ def trials_table(trials: Sequence[optuna.trial.FrozenTrial], top: int = 5, metri
     -----  ----  ----
     0      0.25  0.01
     """
-    completed = sorted(
-        (t for t in trials if t.state == TrialState.COMPLETE and t.value is not None), key=lambda t: t.value
-    )[:top]
+    completed = sorted((t for t in trials if may_be_best(t)), key=lambda t: t.value)[:top]
     if not completed:
         return "(no completed trials)"
     names: list[str] = []
@@ -49,7 +48,7 @@ def trials_table(trials: Sequence[optuna.trial.FrozenTrial], top: int = 5, metri
     metric = metric or Metric()
     header = ["trial", metric.name, *names]
     rows = [
-        [str(t.number), _cell(metric.show(t.value)), *(_cell(t.user_attrs.get("hb.values", t.params).get(n, "-")) for n in names)]
+        [_label(t), _cell(metric.show(t.value)), *(_cell(t.user_attrs.get("hb.values", t.params).get(n, "-")) for n in names)]
         for t in completed
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -98,6 +97,12 @@ def space_table(entries: Sequence[Mapping[str, Any]]) -> str:
         lines.append('* named by a fallback rule; write name="..." in the template for a clear best_run key, '
                      'e.g. {{choice([...], name="n_layers")}}')
     return "\n".join(lines)
+def _label(trial: optuna.trial.FrozenTrial) -> str:
+    """A trial's number; a trial reused from an earlier version shows where it ran: ``v1:12``."""
+    source = trial.user_attrs.get(REUSED_ATTR)
+    if isinstance(source, dict):
+        return f"v{source.get('version', '?')}:{source.get('trial', '?')}"
+    return str(trial.number)
 
 
 def state_counts(trials: Sequence[optuna.trial.FrozenTrial]) -> str:

@@ -17,8 +17,10 @@ import optuna
 from optuna.trial import TrialState
 
 from hyperbrace import integrations, model_files
+from hyperbrace.budget import REUSED_ATTR, is_reused, may_be_best
 from hyperbrace.display import space_table, state_counts, trials_table
 from hyperbrace.metric import metric_of
+from hyperbrace.versions import StudyVersion, root_name, study_versions
 
 __all__ = ["SearchResult", "TrialRecord", "SearchSpace", "SPACE_ATTR"]
 
@@ -54,7 +56,9 @@ class SearchResult:
     * ``best_model``: the best trial's saved model, loaded from the run directory on first access;
     * ``best_loss``, ``best_trial`` (Optuna's ``FrozenTrial``), ``best_params`` (the engine's raw values);
     * ``study``: the Optuna study; ``trials``: every trial as a :class:`TrialRecord`;
-    * ``directory``: the run directory (models, logs, and the journal file by default).
+    * ``directory``: the run directory (models, logs, and the journal file by default);
+    * ``versions``: the study's versions (one per space it was run with, see :mod:`hyperbrace.versions`);
+      ``reused``: the trials this version took over from earlier ones (not in ``trials``; one may be the best).
 
     >>> import tempfile
     >>> from hyperbrace import minimize, choice, uniform
@@ -84,7 +88,8 @@ class SearchResult:
     # -- the best ------------------------------------------------------------------------------------------------
     @property
     def best_trial(self) -> optuna.trial.FrozenTrial | None:
-        completed = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        # A reused trial (from an earlier version) may be the best if it is a whole configuration of this space.
+        completed = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if may_be_best(t)]
         return min(completed, key=lambda t: t.value) if completed else None
 
     @property
@@ -156,10 +161,27 @@ class SearchResult:
     # -- all trials ------------------------------------------------------------------------------------------------
     @property
     def trials(self) -> list[TrialRecord]:
+        """This search's trials (for a new version of a study: its own, without those reused from earlier ones)."""
+        return self._records(reused=False)
+
+    @property
+    def reused(self) -> list[TrialRecord]:
+        """The trials reused from earlier versions of the study (their ``number`` is the one in this version;
+        ``extras["hb.reused_from"]`` says which version and trial they ran as)."""
+        return self._records(reused=True)
+
+    @property
+    def versions(self) -> list[StudyVersion]:
+        """The versions of this study, oldest first: one per space it was run with (see :mod:`hyperbrace.versions`)."""
+        return study_versions(self.study._storage, root_name(self.study))
+
+    def _records(self, reused: bool) -> list[TrialRecord]:
         records = []
         for t in self.study.get_trials(deepcopy=False):
+            if is_reused(t) != reused:
+                continue
             attrs = t.user_attrs
-            extras = {k: v for k, v in attrs.items() if not k.startswith("hb.")}
+            extras = {k: v for k, v in attrs.items() if not k.startswith("hb.") or k == REUSED_ATTR}
             model = attrs.get("hb.model")
             try:
                 model_path = None if model is None else model_files.model_path(self.directory, model)
@@ -176,14 +198,17 @@ class SearchResult:
 
     def summary(self, top: int = 5) -> str:
         """A text summary: the trial counts and a table of the ``top`` best trials."""
-        trials = self.study.get_trials(deepcopy=False)
+        everything = self.study.get_trials(deepcopy=False)
+        trials = [t for t in everything if not is_reused(t)]
         metric = metric_of(self.study)
         head = f"Study {self.study.study_name!r}: {len(trials)} trials ({state_counts(trials)})"
+        if len(trials) < len(everything):
+            head += f", and {len(everything) - len(trials)} reused from earlier versions"
         saved = _pruning_savings(trials)
         if saved:
             head += f"\n{saved}"
-        table = trials_table(trials, top, metric)
-        done = sum(1 for t in trials if t.state == TrialState.COMPLETE and t.value is not None)
+        table = trials_table(everything, top, metric)
+        done = sum(1 for t in everything if may_be_best(t))
         if done > top:
             table += f"\n(the best {top} of {done} completed trials by {metric.name})"
         return f"{head}\n{table}"

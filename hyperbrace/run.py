@@ -13,7 +13,7 @@ import optuna
 
 from hyperbrace._arguments import check_evaluate_arguments, check_search_arguments
 from hyperbrace._context import TrialContext, active, monitored_metric
-from hyperbrace.budget import counted_trials
+from hyperbrace.budget import counted_trials, may_be_best
 from hyperbrace.display import Progress, quiet_optuna_logs, space_table
 from hyperbrace.journal import StorageFullError, disk_full_error, is_disk_full
 from hyperbrace.metric import metric_of
@@ -25,6 +25,7 @@ from hyperbrace.storage import RunStorage, default_study_name
 from hyperbrace.template import TemplateError, compile_model, space_entries
 from hyperbrace.threads import one_process_threads
 from hyperbrace.trial import TrialOutcome, TrialSettings
+from hyperbrace.versions import open_version
 
 __all__ = ["minimize", "maximize", "evaluate"]
 
@@ -58,6 +59,7 @@ def minimize(
     tensorboard: bool = False,
     mlflow: bool | str = False,
     _metric: tuple[str, int] = ("loss", 1),
+    on_space_change: str = "reuse",
 ) -> SearchResult:
     """Search the hyperparameters marked with ``{{...}}`` in ``model`` for the lowest loss.
 
@@ -109,6 +111,11 @@ def minimize(
             values, Keras epochs, the HPARAMS table); PyTorch code logs more with ``hyperbrace.summary_writer()``.
         mlflow: log one MLflow run per trial, nested under a run for the search: True (``$MLFLOW_TRACKING_URI``,
             else a file store in ``<run dir>/mlruns``) or a tracking URI.
+        on_space_change: what a re-run does when the templates changed since the study's last run (it always says
+            what changed, per name): "reuse" (default) goes on as a new version of the study, warm-started by the
+            earlier trials that fit the new space (they are not run again and do not count towards
+            ``max_evals``); "fresh" starts a new version from scratch; "continue" keeps one study (trials of both
+            spaces mix); "error" stops. See :mod:`hyperbrace.versions`.
 
     Returns:
         A :class:`SearchResult`; it also unpacks as ``best_run, best_model``.
@@ -173,8 +180,8 @@ def minimize(
         reproducible=batch, callbacks=tuple(callbacks),
     )
     with quiet_optuna_logs(unless=verbose):
-        study = plan.open_study()
-    _check_same_space(study, compiled)
+        # The study's version for this space: a changed space goes on as a new version (hyperbrace.versions).
+        plan, study = open_version(plan, on_space_change)
     _check_same_metric(study, metric_name, sign)
     if more is not None:
         max_evals = plan.max_evals = counted_trials(study) + more
@@ -196,10 +203,10 @@ def minimize(
     # So that `hyperbrace worker --storage URL|RUN_DIR --study NAME` can join, from anywhere (a database) or from
     # another terminal (the journal). Only a database search warns when its plan cannot be published.
     publish_plan(study, plan, warn=run_storage.url is not None)
-    completed = [t.value for t in study.get_trials(deepcopy=False) if t.value is not None and t.state.name == "COMPLETE"]
+    completed = [t.value for t in study.get_trials(deepcopy=False) if may_be_best(t)]
     progress = Progress(
         total=max_evals, done=counted_trials(study), best=min(completed) if completed else None,
-        enabled=show_progress, label=name, metric=metric_of(study),
+        enabled=show_progress, label=study.study_name, metric=metric_of(study),
     )
     try:
         if cluster is not None:
@@ -286,23 +293,6 @@ def _check_same_metric(study: optuna.Study, name: str, sign: int) -> None:
         raise ValueError(f"study {study.study_name!r} was made to {recorded['direction']} {recorded['name']!r}; "
                          f"to {wanted['direction']} {name!r}, pass another study_name=")
     set_metric(study, name, maximize=sign == -1)
-
-
-_SPACE_ATTR = "hyperbrace.templates"
-
-
-def _check_same_space(study: optuna.Study, compiled: Any) -> None:
-    """Warn when a resumed study's templates differ from the model's: the two searches would mix."""
-    templates = [f"{site.name}: {site.text}" for site in compiled.sites]
-    recorded = study.user_attrs.get(_SPACE_ATTR)
-    if recorded is None:
-        study.set_user_attr(_SPACE_ATTR, templates)
-    elif recorded != templates:
-        warnings.warn(
-            f"study {study.study_name!r} was created by a model with other templates ({len(recorded)} before, "
-            f"{len(templates)} now); its trials continue in the same study. Pass study_name= to start a new one.",
-            stacklevel=3,
-        )
 
 
 def _gpu_ids(gpus: Sequence[int] | str | None) -> list[str]:

@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hyperbrace import _process_state
-from hyperbrace.budget import budget_lock, count_used
+from hyperbrace.budget import budget_lock, count_used, is_reused
 from hyperbrace.preflight import check_arguments, is_configuration_independent
 from hyperbrace.recovery import claim, reap_dead_trials, release
 from hyperbrace.samplers import make_pruner, make_sampler, reseed
@@ -272,7 +272,7 @@ def check_failure_streak(study: optuna.Study, outcomes: list[TrialOutcome], mode
     keys = {o.error_key for o in outcomes}
     if len(keys) != 1 or None in keys or any(o.state != TrialState.FAIL for o in outcomes):
         return
-    if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    if any(not is_reused(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))):
         return
     last = outcomes[-1]
     message = (

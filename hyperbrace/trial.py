@@ -44,6 +44,7 @@ from hyperbrace import integrations, model_files
 from hyperbrace._context import TrialContext, active
 from hyperbrace.recovery import OWNER_ATTR, release, requeue  # noqa: F401  (requeue: storage.py's import)
 from hyperbrace.metric import as_minimized
+from hyperbrace.budget import is_reused
 from hyperbrace.template import CompiledModel, TemplateError, uncompiled_template_error
 
 __all__ = ["STATUS_OK", "STATUS_FAIL", "TrialOutcome", "TrialSettings", "execute"]
@@ -70,14 +71,16 @@ class TrialSettings:
     sign: int = 1  #: -1 when the metric is maximized (the study stores it negated)
     tensorboard: bool = False  #: write TensorBoard event files per trial (hyperbrace.integrations.tracking)
     mlflow: dict[str, str] | None = None  #: the MLflow tracking URI, experiment and parent run, when logging there
+    #: the study version's folder in the run directory ("v2"...; "" for version 1), see hyperbrace.versions
+    version_dir: str = ""
 
     @property
     def models_dir(self) -> Path:
-        return self.run_dir / "models"
+        return self.run_dir / self.version_dir / "models"
 
     @property
     def logs_dir(self) -> Path:
-        return self.run_dir / "logs"
+        return self.run_dir / self.version_dir / "logs"
 
 
 @dataclass
@@ -516,7 +519,8 @@ def _save_if_top(
     """Save the model if its loss is among the ``keep_models`` best; drop files that fell out of the top."""
     if settings.keep_models <= 0:
         return None
-    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    # Reused trials (from an earlier version of the study) keep their models in that version's folder.
+    completed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if not is_reused(t)]
     better = sum(1 for t in completed if t.value is not None and t.value <= loss)
     if better >= settings.keep_models:
         return None
@@ -544,7 +548,7 @@ def _save_if_top(
     # complete by now, and in the list read before saving it was still running; read in two steps, it would be in
     # neither and its model file would be deleted.
     current = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-    finished = sorted((t for t in current if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    finished = sorted((t for t in current if t.state == TrialState.COMPLETE and not is_reused(t)), key=lambda t: t.value)
     keep = {t.number for t in finished[: settings.keep_models - 1]}
     keep |= {t.number for t in current if t.state == TrialState.RUNNING}
     for file in settings.models_dir.glob("trial-*"):

@@ -100,19 +100,25 @@ def open_storage(args: argparse.Namespace) -> tuple[optuna.storages.BaseStorage,
 def open_target(args: argparse.Namespace) -> Target:
     """The study the arguments name (the only one in its storage, or ``--study``)."""
     storage, directory, description, url = open_storage(args)
-    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
+    from hyperbrace.versions import ROOT_ATTR, latest_version_name
+
+    studies = storage.get_all_studies()
+    names = sorted(s.study_name for s in studies)
+    # The versions of a study (one per space it was run with, hyperbrace.versions) are one study here.
+    roots = sorted({s.user_attrs.get(ROOT_ATTR, s.study_name) for s in studies})
     name = getattr(args, "study", None)
     if name is None:
-        if len(names) != 1:
-            which = f"pick one with --study: {', '.join(names)}" if names else "it holds none"
-            raise UsageError(f"{description} holds {len(names)} studies; {which}")
-        name = names[0]
+        if len(roots) != 1:
+            which = f"pick one with --study: {', '.join(roots)}" if roots else "it holds none"
+            raise UsageError(f"{description} holds {len(roots)} studies; {which}")
+        name = latest_version_name(storage, roots[0])
     elif name not in names:
         raise UsageError(f"there is no study {name!r} in {description}; it holds: {', '.join(names) or 'none'}")
     if directory is None:
         from hyperbrace.storage import _safe_dirname
 
-        directory = Path(DEFAULT_DIRECTORY) / _safe_dirname(name)
+        root = next((s.user_attrs.get(ROOT_ATTR, name) for s in studies if s.study_name == name), name)
+        directory = Path(DEFAULT_DIRECTORY) / _safe_dirname(root)
     return Target(storage, name, directory, description, url=url,
                   journal=None if url is not None else Path(description))
 

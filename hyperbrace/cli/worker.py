@@ -182,7 +182,10 @@ def _wait_for_plan(
     announced = False
     while True:
         try:
-            study = optuna.load_study(study_name=study_name, storage=storage)
+            from hyperbrace.versions import latest_version_name
+
+            # A study whose space changed goes on in its latest version (hyperbrace.versions): join that one.
+            study = optuna.load_study(study_name=latest_version_name(storage, study_name), storage=storage)
             plan = published_plan(study)
             if plan is not None:
                 return plan
