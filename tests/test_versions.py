@@ -308,3 +308,19 @@ def test_pchoice_options_map_to_their_new_slice():
     new = pchoice([(0.5, "relu"), (0.3, "tanh"), (0.2, "gelu")])
     raw = raw_for(new, "tanh")
     assert 0.5 <= raw < 0.8 and new.record(raw) == "tanh" and raw_for(new, "elu") is OUTSIDE
+
+
+SIZES = [8, 16, 32]
+
+
+def sizes_from_a_global():
+    size = {{choice(SIZES)}}
+    return abs(size - 16) + {{uniform(0, 1)}}
+
+
+def test_a_changed_global_in_a_template_is_a_changed_space(tmp_path, monkeypatch):
+    run(sizes_from_a_global, tmp_path, 6)
+    monkeypatch.setitem(globals(), "SIZES", [16, 64])
+    result, message = changed(sizes_from_a_global, tmp_path, 3)
+    assert "size: options changed, choice([8, 16, 32]) -> choice([16, 64])" in message
+    assert all(t.params["size"] in (16, 64) for t in result.study.trials)  # reused ones too: only 16 fits

@@ -4,9 +4,10 @@ Each template name maps to a :class:`Param`: its distribution's kind (``uniform`
 built from the template's literal arguments (``uniform(0.2, 0.5)``), the template text and where it is written.
 The study keeps this record (user attribute ``hyperbrace.space``), so a later run can say, per name, what changed.
 
-Two parameters are the same when their distributions are equal; where a template's arguments are known only in
-a trial (``choice(SIZES)``), when their texts are. Moving a template to another line or reformatting it
-changes nothing.
+Two parameters are the same when their distributions are equal. Arguments naming module globals or closure
+variables (``choice(SIZES)``) are evaluated for this when the search starts; where an argument is known only in a
+trial (a local variable, a call), the template texts are compared. Moving a template to another line or
+reformatting it changes nothing.
 
 >>> from hyperbrace.template import compile_model
 >>> def before():
@@ -115,6 +116,8 @@ def space_of(compiled: Any) -> dict[str, Param]:
         if site.name in space:
             continue
         dist = site.static_distribution
+        if dist is None:
+            dist = _from_globals(compiled, site)
         engine = None
         if dist is not None:
             try:
@@ -170,6 +173,55 @@ def changes(old: dict[str, Param], new: dict[str, Param]) -> list[Change]:
             found.append(Change(name, what, before, after))
     found.extend(Change(name, "added", None, after) for name, after in new.items() if name not in old)
     return found
+
+
+#: Nodes an argument may hold to be evaluated before the search (no calls: nothing of the user's code runs).
+_PLAIN_NODES = (ast.Expression, ast.Name, ast.Attribute, ast.Constant, ast.List, ast.Tuple, ast.Set, ast.Dict,
+                ast.UnaryOp, ast.BinOp, ast.Subscript, ast.Slice, ast.Load, ast.operator, ast.unaryop, ast.Starred)
+
+
+def _from_globals(compiled: Any, site: Any) -> Distribution | None:
+    """The distribution of a template whose arguments name module globals or closure variables
+    (``choice(SIZES)``, ``uniform(0, MAX_RATE)``), so that changing the global is a change of the space too.
+    ``None`` where an argument is a local variable of the model function, or calls anything."""
+    try:
+        node = ast.parse(site.text, mode="eval").body
+        call = node.elts[0].elts[0]  # {{ call }} is a set in a set
+        assert isinstance(call, ast.Call)
+    except (SyntaxError, AttributeError, IndexError, AssertionError):
+        return None
+    arguments = ast.Expression(ast.Tuple([*call.args, *(k.value for k in call.keywords if k.arg != "name")],
+                                         ast.Load()))
+    if not all(isinstance(n, _PLAIN_NODES) for n in ast.walk(arguments)):
+        return None
+    function = getattr(compiled.original, "__func__", compiled.original)
+    code = function.__code__
+    names = {n.id for n in ast.walk(arguments) if isinstance(n, ast.Name)}
+    if names & set(code.co_varnames + code.co_cellvars):
+        return None  # a local of the model function: known only in a trial
+    namespace = dict(function.__globals__)
+    namespace.update(compiled._globals_overlay or {})
+    for name, cell in zip(code.co_freevars, function.__closure__ or ()):
+        try:
+            namespace[name] = cell.cell_contents
+        except ValueError:
+            return None
+    table = compiled._distributions or _distribution_table()
+    make = table.get(site.distribution)
+    if make is None:
+        return None
+    try:
+        values = eval(compile(ast.fix_missing_locations(arguments), site.filename, "eval"), namespace)
+        keywords = {k.arg: v for k, v in zip([k for k in call.keywords if k.arg != "name"], values[len(call.args):])}
+        return make(*values[: len(call.args)], **keywords)
+    except Exception:  # noqa: BLE001  (anything unusual: compare the template's text instead)
+        return None
+
+
+def _distribution_table() -> dict[str, Any]:
+    from hyperbrace import space
+
+    return space.DISTRIBUTIONS
 
 
 def _squeeze(text: str) -> str:
