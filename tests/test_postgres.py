@@ -119,3 +119,58 @@ def test_hyperbrace_worker_waits_then_explains_a_missing_study(tmp_path):
     )
     assert result.returncode == 2
     assert "there is no study" in result.stderr
+
+
+VERSIONED = """
+import sys, time
+from hyperbrace import minimize, uniform
+
+def model():
+    x = {{uniform(%s)}}
+    time.sleep(0.3)
+    return x * x
+
+minimize(model, max_evals=int(sys.argv[3]), storage=sys.argv[1], study_name=sys.argv[2], show_progress=False)
+"""
+
+
+def test_a_changed_space_on_a_shared_database_makes_one_new_version_that_workers_join(tmp_path):
+    """Version 1 on PostgreSQL; then two machines start the changed script at once, and a `hyperbrace worker`
+    joins by the study's plain name: one version 2 (warm-started once), exact budget, nothing in version 1 changed."""
+    name = _fresh_name("versions")
+    machines = {m: tmp_path / m for m in ("chief", "twin", "cli")}
+    for directory in machines.values():
+        directory.mkdir()
+    (machines["chief"] / "search.py").write_text(VERSIONED % "-1, 1")
+    first = subprocess.run([sys.executable, "search.py", URL, name, "6"], cwd=machines["chief"], env=_env(),
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    v1_trials = optuna.load_study(study_name=name, storage=URL).trials
+    for machine in ("chief", "twin"):
+        (machines[machine] / "search.py").write_text(VERSIONED % "0, 1")
+    processes = [
+        subprocess.Popen([sys.executable, "search.py", URL, name, "8"], cwd=machines[m], env=_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for m in ("chief", "twin")
+    ]
+    deadline = time.monotonic() + 60
+    while f"{name}@v2" not in optuna.get_all_study_names(URL) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the worker joins by the plain name once version 2 exists
+    processes.append(subprocess.Popen(
+        [sys.executable, "-m", "hyperbrace.cli", "worker", "--storage", URL, "--study", name, "--wait", "60"],
+        cwd=machines["cli"], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ))
+    errors = []
+    for process in processes:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        errors.append(err)
+    assert "x: range changed, uniform(-1, 1) -> uniform(0, 1)" in errors[0] + errors[1]
+    assert f"joined study {name + '@v2'!r}" in errors[2]
+    v2 = optuna.load_study(study_name=f"{name}@v2", storage=URL)
+    fitting = [t for t in v1_trials if 0 <= t.params["x"] <= 1]
+    reused = [t for t in v2.trials if "hb.reused_from" in t.user_attrs]
+    assert len(reused) == len(fitting)  # warm-started once, though two machines opened the new version
+    assert counted_trials(v2) == 8 and len(v2.trials) == 8 + len(fitting)
+    assert all(t.state == TrialState.COMPLETE and 0 <= t.params["x"] <= 1 for t in v2.trials)
+    assert optuna.load_study(study_name=name, storage=URL).trials == v1_trials
+    assert PLAN_ATTR in v2._storage.get_study_system_attrs(v2._study_id)

@@ -124,7 +124,7 @@ def _worker(args: argparse.Namespace) -> int:
                                    settings=dataclasses.replace(plan.settings, artifacts=GrpcArtifactStore(address)))
     # Seeds differ per machine and process, so machines joining at once do not draw the same configurations.
     first_index = 1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 100_000
-    print(f"hyperbrace worker: joined study {args.study!r} on {run_storage.description} "
+    print(f"hyperbrace worker: joined study {plan.study_name!r} on {run_storage.description} "
           f"({plan.max_evals} trials in all); logs in {plan.settings.logs_dir}", file=sys.stderr)
     try:
         if gpus or args.n_jobs > 1:
