@@ -3,7 +3,7 @@
 Each distinct space of a study is a *version*, an ordinary Optuna study in the same storage: version 1 is the
 study itself (``digits.create_model``), version ``k`` is ``digits.create_model@v<k>``. Each records its space
 (names, distributions, file:line), its number, the study it is a version of and what changed since the previous
-one (user attributes ``hyperbrace.space``, ``hyperbrace.version``, ``hyperbrace.root``, ``hyperbrace.changes``).
+one (user attributes ``hyperbrace.fingerprint``, ``hyperbrace.version``, ``hyperbrace.root``, ``hyperbrace.changes``).
 
 When ``minimize`` resumes a study and the templates differ from the latest version's, it says per name what
 changed and, by ``on_space_change``:
@@ -51,7 +51,6 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.distributions import check_distribution_compatibility, json_to_distribution
-from optuna.trial import TrialState
 
 from hyperbrace.budget import budget_lock, count_used, is_reused, may_be_best
 from hyperbrace.versions.fingerprint import (

@@ -2,7 +2,7 @@
 
 Each template name maps to a :class:`Param`: its distribution's kind (``uniform``, ``choice``...), the distribution
 built from the template's literal arguments (``uniform(0.2, 0.5)``), the template text and where it is written.
-The study keeps this record (user attribute ``hyperbrace.space``), so a later run can say, per name, what changed.
+The study keeps this record (user attribute ``hyperbrace.fingerprint``), so a later run can say, per name, what changed.
 
 Two parameters are the same when their distributions are equal. Arguments naming module globals or closure
 variables (``choice(SIZES)``) are evaluated for this when the search starts; where an argument is known only in a
