@@ -53,6 +53,7 @@ import optuna
 from optuna.distributions import check_distribution_compatibility, json_to_distribution
 
 from hyperbrace.budget import budget_lock, count_used, is_reused, may_be_best
+from hyperbrace.samplers import AutoSampler
 from hyperbrace.versions.fingerprint import (
     LEGACY_ATTR, SPACE_ATTR, Change, Param, changes, space_from_json, space_of, space_to_json,
 )
@@ -75,7 +76,8 @@ REUSED_COUNT_ATTR = "hyperbrace.reused"
 
 #: Sampler classes that learn from trials lacking some parameters (define-by-run), so partial reused trials help
 #: them; others (GP, CMA-ES) model only the parameters every trial has, and get whole configurations only.
-_PARTIAL_FRIENDLY = (optuna.samplers.TPESampler, optuna.samplers.RandomSampler)
+#: AutoSampler takes TPE for a study whose trials asked for different parameters, so partial trials suit it too.
+_PARTIAL_FRIENDLY = (optuna.samplers.TPESampler, optuna.samplers.RandomSampler, AutoSampler)
 
 
 class SpaceChanged(UserWarning):
