@@ -194,9 +194,9 @@ def narrow():
 def test_reused_trials_inform_the_sampler(tmp_path):
     """The warm version's first trials are already good where a cold search's are random (TPE starts with 10
     random trials; the reused ones take their place). Seeds 0-3 measured: 3-5x lower mean loss."""
-    run(wide, tmp_path / "warm", 40)
-    warm, _ = changed(narrow, tmp_path / "warm", 6)
-    cold = run(narrow, tmp_path / "cold", 6)
+    run(wide, tmp_path / "warm", 40, algo="tpe")
+    warm, _ = changed(narrow, tmp_path / "warm", 6, algo="tpe")
+    cold = run(narrow, tmp_path / "cold", 6, algo="tpe")
     mean_loss = lambda result: sum(t.loss for t in result.trials) / len(result.trials)  # noqa: E731
     assert len(reused(warm.study)) > 10 and len(warm.trials) == 6
     assert mean_loss(warm) < mean_loss(cold) / 2, (mean_loss(warm), mean_loss(cold))
