@@ -324,3 +324,26 @@ def test_a_changed_global_in_a_template_is_a_changed_space(tmp_path, monkeypatch
     result, message = changed(sizes_from_a_global, tmp_path, 3)
     assert "size: options changed, choice([8, 16, 32]) -> choice([16, 64])" in message
     assert all(t.params["size"] in (16, 64) for t in result.study.trials)  # reused ones too: only 16 fits
+
+
+def accuracy_wide():
+    x = {{uniform(-2, 2)}}
+    return {"accuracy": 1 - (x - 1) ** 2}
+
+
+def accuracy_narrow():
+    x = {{uniform(0, 2)}}
+    return {"accuracy": 1 - (x - 1) ** 2}
+
+
+def test_a_maximized_search_keeps_its_metric_in_the_new_version(tmp_path):
+    from hyperbrace import maximize
+
+    options = {"directory": tmp_path, "study_name": "s", "show_progress": False, "seed": 0, "metric": "accuracy"}
+    first = maximize(accuracy_wide, max_evals=8, **options)
+    with pytest.warns(SpaceChanged):
+        second = maximize(accuracy_narrow, max_evals=3, **options)
+    assert second.study.study_name == "s@v2" and len(second.trials) == 3
+    fitting = [-t.value for t in first.study.trials if 0 <= t.params["x"] <= 2]  # the study stores -accuracy
+    assert len(reused(second.study)) == len(fitting)
+    assert 0 <= second.best_run["x"] <= 2 and second.best_value >= max(fitting)
