@@ -66,16 +66,19 @@ trials = Trials()
 best_run, best_model = optim.minimize(model=create_model, data=data, algo=tpe.suggest, max_evals=2,
                                       trials=trials, notebook_name='not_this_notebook', verbose=False)
 x_test = data()[2]
-print(json.dumps({"best_run": best_run, "trials": len(trials),
+print(json.dumps({"backend": keras.backend.backend(), "best_run": best_run, "trials": len(trials),
                   "predictions": list(best_model.predict(x_test, verbose=0).shape)}))
 """,
 ]
 
 
-def test_a_hyperas_notebook_runs_headless(tmp_path, monkeypatch):
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])  # Keras' three backends, each in its kernel
+def test_a_hyperas_notebook_runs_headless(backend, tmp_path, monkeypatch):
+    pytest.importorskip(backend)
     # The kernel is a new process: it finds hyperbrace (this checkout) and the Keras backend through its environment.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    monkeypatch.setenv("KERAS_BACKEND", backend)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c.strip("\n")) for c in CELLS])
     client = nbclient.NotebookClient(
         notebook, kernel_name="python3", timeout=240, resources={"metadata": {"path": str(tmp_path)}}
@@ -85,6 +88,7 @@ def test_a_hyperas_notebook_runs_headless(tmp_path, monkeypatch):
     outputs = notebook.cells[-1].outputs
     text = "".join(o.get("text", "") for o in outputs if o.get("name") == "stdout")
     report = json.loads(text.strip().splitlines()[-1])
+    assert report["backend"] == backend
     assert list(report["best_run"]) == ["scale", "Activation", "Dropout"]
     assert report["best_run"]["scale"] in (0, 1) and report["best_run"]["Activation"] in (0, 1)
     assert report["trials"] == 2 and report["predictions"] == [100, 10]
