@@ -16,9 +16,9 @@ Local workers
     the workers, whose running trials end FAIL and are queued again, so running the search again resumes it.
 
 Threads
-    Each worker's math libraries (OpenMP, MKL, OpenBLAS, numexpr, PyTorch, TensorFlow) are capped to its share of
-    the cores, unless the variables are already set: N workers each using every core run slower than N workers
-    sharing them (measured: two Keras trainings on 2 cores took 35 s each with default threads, 24-26 s capped).
+    Each worker's math libraries (OpenMP, MKL, OpenBLAS, numexpr, PyTorch, TensorFlow's intra- and inter-op pools,
+    XLA for JAX through ``XLA_FLAGS``) are capped to its share of the cores, unless the variables are already set:
+    N workers each using every core run slower than N workers sharing them (measured: two Keras trainings on 2 cores took 35 s each with default threads, 24-26 s capped).
 
 Data
     ``data()`` runs once, in this process, before the workers start, so every worker sees the same data (a random
@@ -68,6 +68,7 @@ __all__ = [
     "run_workers",
     "visible_gpus",
     "thread_caps",
+    "capped_threads",
     "publish_plan",
     "published_plan",
     "WorkerError",
@@ -77,7 +78,8 @@ __all__ = [
 #: The study system attribute holding the published plan (its cloudpickle in base64, and its signature).
 PLAN_ATTR = "hyperbrace:plan"
 #: Thread-count variables capped per worker: OpenMP (PyTorch's intra-op threads follow it), the BLAS libraries,
-#: numexpr, and TensorFlow's intra-op pool.
+#: numexpr, and TensorFlow's intra-op and inter-op pools. XLA (JAX, and TensorFlow's XLA) takes its cap in
+#: ``XLA_FLAGS`` instead (see :func:`thread_caps`).
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
@@ -86,7 +88,10 @@ THREAD_VARIABLES = (
     "VECLIB_MAXIMUM_THREADS",
     "NUMEXPR_NUM_THREADS",
     "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
 )
+#: XLA flags that set its CPU threads; an ``XLA_FLAGS`` naming either is the user's choice and left alone.
+XLA_THREAD_FLAGS = ("intra_op_parallelism_threads", "xla_cpu_multi_thread_eigen")
 POLL_INTERVAL_S = 0.5
 #: How long interrupted workers get to close their running trials before they are killed.
 STOP_GRACE_S = 20.0
@@ -141,13 +146,36 @@ def usable_cpus() -> int:
 def thread_caps(n_workers: int, environ: dict[str, str] | os._Environ[str] | None = None) -> dict[str, str]:
     """The thread-count variables a worker gets: its share of the cores, except those the user already set.
 
-    >>> caps = thread_caps(2, environ={"MKL_NUM_THREADS": "3"})
+    XLA (JAX's CPU backend) reads no thread variable: its share goes into ``XLA_FLAGS`` as
+    ``intra_op_parallelism_threads=N``, with ``--xla_cpu_multi_thread_eigen=false`` when the share is one core,
+    added to the user's own flags unless those already set XLA's threads.
+
+    >>> caps = thread_caps(2, environ={"MKL_NUM_THREADS": "3", "XLA_FLAGS": "--xla_dump_to=/tmp/x"})
     >>> "MKL_NUM_THREADS" in caps, caps["OMP_NUM_THREADS"] == str(max(1, usable_cpus() // 2))
     (False, True)
+    >>> caps["XLA_FLAGS"].startswith("--xla_dump_to=/tmp/x "), "intra_op_parallelism_threads=" in caps["XLA_FLAGS"]
+    (True, True)
+    >>> "XLA_FLAGS" in thread_caps(2, environ={"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=true"})
+    False
+    """
+    return capped_threads(max(1, usable_cpus() // max(1, n_workers)), environ)
+
+
+def capped_threads(cores: int, environ: dict[str, str] | os._Environ[str] | None = None) -> dict[str, str]:
+    """The variables that cap a worker's math libraries (and XLA) to ``cores`` threads, except those already set.
+
+    >>> capped_threads(1, environ={})["XLA_FLAGS"]
+    '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1'
     """
     environ = os.environ if environ is None else environ
-    share = str(max(1, usable_cpus() // max(1, n_workers)))
-    return {name: share for name in THREAD_VARIABLES if name not in environ}
+    caps = {name: str(cores) for name in THREAD_VARIABLES if name not in environ}
+    flags = environ.get("XLA_FLAGS", "")
+    if not any(flag in flags for flag in XLA_THREAD_FLAGS):
+        xla = f"intra_op_parallelism_threads={cores}"
+        if cores == 1:  # Eigen's own pool for matrix products and convolutions, one thread
+            xla = f"--xla_cpu_multi_thread_eigen=false {xla}"
+        caps["XLA_FLAGS"] = f"{flags} {xla}".strip()
+    return caps
 
 
 # -- data, made once and shared -------------------------------------------------------------------------------------

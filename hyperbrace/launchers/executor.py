@@ -52,10 +52,11 @@ class Executor:
         return LOOPBACK if self.is_local else addresses_for(None)
 
     def worker_environment(self, n_workers: int) -> dict[str, str]:
-        from hyperbrace.executor import THREAD_VARIABLES, thread_caps
+        from hyperbrace.executor import capped_threads, thread_caps
 
         if self.threads is not None:
-            return {name: str(self.threads) for name in THREAD_VARIABLES}
+            # threads= overrides the user's variables (not their other XLA flags, which are kept)
+            return capped_threads(self.threads, environ={k: v for k, v in os.environ.items() if k == "XLA_FLAGS"})
         return thread_caps(n_workers) if self.is_local else {}
 
     def submit(self, fn: Any, *args: Any) -> Any:

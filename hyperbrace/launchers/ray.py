@@ -92,12 +92,9 @@ class Ray:
         return addresses_for(here)[0], here
 
     def worker_environment(self, n_workers: int) -> dict[str, str]:
-        from hyperbrace.executor import THREAD_VARIABLES
+        from hyperbrace.executor import capped_threads
 
-        import os
-
-        share = str(max(1, int(self.num_cpus)))
-        return {name: share for name in THREAD_VARIABLES if name not in os.environ}
+        return capped_threads(max(1, int(self.num_cpus)))
 
     def submit(self, fn: Any, *args: Any) -> _RayHandle:
         return _RayHandle(self._task.remote(*args))
