@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from hyperbrace.launchers._network import LOOPBACK, addresses_for
