@@ -6,7 +6,9 @@ the parent's import path, then the cloudpickled :class:`~hyperbrace.search.Searc
 
 Exit status: 0 when the budget (or the deadline) is used up; 3 after writing FILE, a JSON report of an error that
 stops the whole search (the parent raises it); 130 when interrupted (SIGINT, SIGTERM, or the parent died), after the
-running trial was failed and queued again; anything else is a crash, and the parent replaces the worker.
+running trial was failed and queued again; 75 between two trials when its memory grew past the bound
+(:mod:`hyperbrace.recycle`), and the parent starts a fresh worker in its place; anything else is a crash, and the
+parent replaces the worker.
 """
 
 from __future__ import annotations
@@ -80,9 +82,17 @@ def prepare(plan: Any, run_dir: Path | None = None) -> Any:
     return dataclasses.replace(plan, settings=settings)
 
 
-def run_plan(plan: Any, index: int, error_file: str | None = None, on_outcome: Any = None) -> int:
-    """Run ``plan``'s trials in this process; returns the exit status (see the module's docstring)."""
+def run_plan(
+    plan: Any, index: int, error_file: str | None = None, on_outcome: Any = None, recycle: bool = False
+) -> int:
+    """Run ``plan``'s trials in this process; returns the exit status (see the module's docstring).
+
+    With ``recycle``, the process leaves between two trials once its memory grew past the bound
+    (:data:`~hyperbrace.recycle.EXIT_RECYCLE`): only for a worker whose parent starts the next one.
+    """
     import optuna
+
+    from hyperbrace.recycle import EXIT_RECYCLE, MemoryWatch, Recycle, max_growth_mb
 
     from hyperbrace.journal import StorageFullError, disk_full_error, is_disk_full
     from hyperbrace.search import TrialFailedError
@@ -98,8 +108,13 @@ def run_plan(plan: Any, index: int, error_file: str | None = None, on_outcome: A
         if not error_file:
             raise
         return EXIT_REPORTED_ERROR
+    if recycle:
+        on_outcome = MemoryWatch(max_growth_mb(), then=on_outcome)
     try:
         plan.run_trials(index, on_outcome=on_outcome)
+    except Recycle as reason:
+        print(f"[hyperbrace] worker {index}: {reason}; a fresh process takes over", file=sys.stderr)
+        return EXIT_RECYCLE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except OSError as exc:
@@ -148,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     except (Exception, SystemExit) as exc:  # noqa: BLE001
         write_report(args.error_file, exc)
         return EXIT_REPORTED_ERROR
-    return run_plan(plan, args.index, args.error_file)
+    return run_plan(plan, args.index, args.error_file, recycle=True)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,11 @@ Threads
     XLA for JAX through ``XLA_FLAGS``) are capped to its share of the cores, unless the variables are already set:
     N workers each using every core run slower than N workers sharing them (measured: two Keras trainings on 2 cores took 35 s each with default threads, 24-26 s capped).
 
+Memory
+    A worker whose resident memory grew by more than ``HYPERBRACE_WORKER_MAX_GROWTH_MB`` (256 by default) since its
+    first trial leaves between two trials and a fresh one takes its place (:mod:`hyperbrace.recycle`): a framework
+    that leaks across trials (TensorFlow) cannot grow a long search without bound.
+
 Data
     ``data()`` runs once, in this process, before the workers start, so every worker sees the same data (a random
     split is not drawn N times). NumPy arrays in its value are written as ``.npy`` files in the run directory and
@@ -61,6 +66,7 @@ from hyperbrace.display import Progress
 from hyperbrace.envelope import seal, unseal
 from hyperbrace.journal import StorageFullError
 from hyperbrace.recovery import describe_exit, is_worker_alive, reap_dead_trials, worker_id
+from hyperbrace.recycle import EXIT_RECYCLE
 from hyperbrace.search import SearchPlan, TrialFailedError, call_data
 from hyperbrace.template import TemplateError
 
@@ -554,6 +560,10 @@ def run_workers(
                     if status is None or status == 0 or worker.handled:
                         continue
                     worker.handled = True
+                    if status == EXIT_RECYCLE:  # it left between two trials to shed memory: not a death
+                        if _work_remains(study, plan):
+                            pool.start(worker.slot)
+                        continue
                     error = _reported_error(worker)
                     if error is not None:
                         pool.stop()

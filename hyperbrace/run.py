@@ -162,6 +162,7 @@ def minimize(
     if cluster is not None and gpu_ids:
         raise ValueError("gpus= picks GPUs of this machine; on a cluster, declare each trial's GPUs on the launcher "
                          "instead: cluster=hyperbrace.launchers.Ray(num_gpus=1) (or Dask(client, resources={'GPU': 1}))")
+    from hyperbrace.recycle import isolate_trials
     from hyperbrace.reproducible import batch_size
 
     batch = batch_size(reproducible)
@@ -214,7 +215,9 @@ def minimize(
             from hyperbrace.launchers._chief import run_on_cluster
 
             run_on_cluster(plan, resolve(cluster), progress)
-        elif plan.n_jobs > 1 or gpu_ids:
+        elif plan.n_jobs > 1 or gpu_ids or isolate_trials(verbose):
+            # isolate_trials: TensorFlow leaks ~3 MB a trial in one process, so its trials run in one worker that is
+            # replaced when its memory grew past a bound (hyperbrace/recycle.py).
             from hyperbrace.executor import run_workers
 
             run_workers(plan, progress, gpus=gpu_ids)

@@ -36,6 +36,7 @@ def run_step(step: str, backend: str, path: Path) -> dict:
     return json.loads(line.removeprefix("REPORT "))
 
 
+@pytest.mark.timeout(900)  # minutes on a heavily loaded machine (TensorFlow imports in 4 processes)
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_keras_search_prunes_runs_in_workers_and_reloads(backend, tmp_path):
     pytest.importorskip(BACKENDS[backend])
@@ -45,7 +46,9 @@ def test_keras_search_prunes_runs_in_workers_and_reloads(backend, tmp_path):
     pruned = found["pruned"]
     assert pruned["states"] == ["COMPLETE", "PRUNED"]
     assert pruned["steps"] == [[1, 2, 3], [1]]  # steps are epochs, counted from 1
-    assert pruned["epochs_seen"] == {"0": 3, "1": 1}  # the user's callback ran on every epoch
+    assert pruned["epochs_seen"] == [3, 1]  # the user's callback ran on every epoch
+    # TensorFlow leaks across trials in one process: a one-process search runs them in a recycled worker.
+    assert pruned["in_worker"] == [backend == "tensorflow"] * 2
     assert len(pruned["models"]) == 1 and pruned["models"][0].endswith(".keras")
 
     parallel = found["parallel"]

@@ -24,15 +24,15 @@ from helpers.in_order import InOrder  # noqa: E402
 from hyperbrace import STATUS_OK, SearchResult, current_trial, minimize  # noqa: E402
 
 EPOCHS = 3
-epochs_seen: dict[int, int] = {}
 
 
 class CountEpochs(keras.callbacks.Callback):
-    """The user's own callback: it must keep running next to hyperbrace's pruning callback."""
+    """The user's own callback: it must keep running next to hyperbrace's pruning callback. It records the count
+    with the trial (on TensorFlow a one-process search runs its trials in a worker process, not this one)."""
 
     def on_epoch_end(self, epoch, logs=None):
-        number = current_trial().number
-        epochs_seen[number] = epochs_seen.get(number, 0) + 1
+        trial = current_trial().trial
+        trial.set_user_attr("epochs_seen", trial.user_attrs.get("epochs_seen", 0) + 1)
 
 
 def pruned_model(x_train, y_train, x_val, y_val):
@@ -68,7 +68,8 @@ def search(directory: str) -> dict:
             "directory": str(pruned.directory),
             "states": [t.state.name for t in pruned.study.trials],
             "steps": [list(t.intermediate_values) for t in pruned.study.trials],
-            "epochs_seen": epochs_seen,
+            "epochs_seen": [t.user_attrs.get("epochs_seen", 0) for t in pruned.study.trials],
+            "in_worker": [t.user_attrs["hb.worker"].split(":")[1] != str(os.getpid()) for t in pruned.study.trials],
             "best_loss": pruned.best_loss,
             "models": sorted(p.name for p in (pruned.directory / "models").iterdir()),
         },
