@@ -64,7 +64,7 @@ def create_model(x_train, y_train, x_val, y_val):
     )
     history = model.fit(x_train, y_train, epochs=2, batch_size=64, validation_data=(x_val, y_val), verbose=0)
     accuracy = max(history.history["val_accuracy"])
-    return {"loss": -accuracy, "model": model, "rss_start_mb": rss_at_start, "rss_end_mb": rss_mb()}
+    return {"loss": -accuracy, "model": model, "rss_start_mb": rss_at_start, "rss_end_mb": rss_mb(), "pid": os.getpid()}
 
 
 def run_search(trials: int, clean_up: bool) -> dict:
@@ -89,14 +89,17 @@ def run_search(trials: int, clean_up: bool) -> dict:
         return {
             "start": [t.extras["rss_start_mb"] for t in records],
             "end": [t.extras["rss_end_mb"] for t in records],
+            "pids": [t.extras["pid"] for t in records],
+            "seconds": [t.duration for t in records],
             "after_search": rss_mb(),
+            "backend": keras.backend.backend(),
         }
 
 
-def measure(trials: int, clean_up: bool) -> dict:
+def measure(trials: int, clean_up: bool, env: dict | None = None) -> dict:
     """Run :func:`run_search` in a fresh Python process, so that the two variants don't share memory."""
     command = [sys.executable, __file__, "--child", "--trials", str(trials)] + ([] if clean_up else ["--no-clean-up"])
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})})
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
