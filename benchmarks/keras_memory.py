@@ -62,7 +62,8 @@ def create_model(x_train, y_train, x_val, y_val):
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    history = model.fit(x_train, y_train, epochs=2, batch_size=64, validation_data=(x_val, y_val), verbose=0)
+    epochs = int(os.environ.get("HB_BENCH_EPOCHS", "2"))  # keras_memory_backends.py --epochs
+    history = model.fit(x_train, y_train, epochs=epochs, batch_size=64, validation_data=(x_val, y_val), verbose=0)
     accuracy = max(history.history["val_accuracy"])
     return {"loss": -accuracy, "model": model, "rss_start_mb": rss_at_start, "rss_end_mb": rss_mb(), "pid": os.getpid()}
 

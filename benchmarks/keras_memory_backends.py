@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--bound", type=float, default=256.0, help="HYPERBRACE_WORKER_MAX_GROWTH_MB for the runs")
     parser.add_argument("--backends", default="tensorflow,jax,torch")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs a trial (1 halves the run; memory is per model)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     runs = []
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             variants.append(("one process, recycling off", {"HYPERBRACE_WORKER_MAX_GROWTH_MB": "0"}))
         for label, env in variants:
             began = time.perf_counter()
-            figures = measure(args.trials, True, env={"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", **env})
+            figures = measure(args.trials, True, env={"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2",
+                                                           "HB_BENCH_EPOCHS": str(args.epochs), **env})
             figures["wall"] = time.perf_counter() - began
             runs.append((f"{backend}: {label}", figures))
             print(row(runs[-1][0], figures), flush=True)
@@ -78,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     report = "\n".join([
         f"# Memory and speed of a {args.trials}-trial Keras search, per backend",
         "",
-        f"`python benchmarks/keras_memory_backends.py --trials {args.trials} --bound {args.bound:g}`: the search of "
-        "`benchmarks/keras_memory.py` (Conv2D 16, Dense 32-128, 2 epochs on 1,400 digits, best 3 models saved, "
+        f"`python benchmarks/keras_memory_backends.py --trials {args.trials} --bound {args.bound:g} --epochs "
+        f"{args.epochs}`: the search of `benchmarks/keras_memory.py` (Conv2D 16, Dense 32-128, {args.epochs} epoch(s) "
+        "on 1,400 digits, best 3 models saved, "
         "`n_jobs=1`, `prune=None`) on each Keras backend, each in a fresh process. Memory is the resident size "
         "(VmRSS, MiB) of the process running the trial, read when each trial starts. With hyperbrace as shipped, "
         "TensorFlow's trials run in one worker process that is replaced once it grew by more than "

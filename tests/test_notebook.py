@@ -111,3 +111,6 @@ def test_notebook_search_without_notebook_name(tmp_path, kernel_path, monkeypatc
     search_outputs = notebook.cells[4].outputs
     shown = "".join(o.get("text", "") for o in search_outputs if o.output_type == "stream")
     assert "Study 'create_model': 8 trials (8 complete)" in shown
+    # The progress bar is tqdm's widget (ipywidgets: the `notebook` extra) or the text bar, never tqdm's warning.
+    everything = json.dumps([output for cell in notebook.cells for output in cell.get("outputs", [])])
+    assert "IProgress not found" not in everything
