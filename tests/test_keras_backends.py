@@ -30,13 +30,13 @@ BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}  # backe
 def run_step(step: str, backend: str, path: Path) -> dict:
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run([sys.executable, str(SCRIPT), step, str(path)], env=env, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=1500)  # an upper bound for a machine loaded many times over
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     [line] = [line for line in done.stdout.splitlines() if line.startswith("REPORT ")]
     return json.loads(line.removeprefix("REPORT "))
 
 
-@pytest.mark.timeout(900)  # minutes on a heavily loaded machine (TensorFlow imports in 4 processes)
+@pytest.mark.timeout(3000)  # upper bound: minutes on a 2-core machine under a load average of 30
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_keras_search_prunes_runs_in_workers_and_reloads(backend, tmp_path):
     pytest.importorskip(BACKENDS[backend])
