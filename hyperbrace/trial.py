@@ -533,35 +533,40 @@ def _save_if_top(
     except Exception as exc:  # a model that cannot be saved must not lose the trial's result
         trial.set_user_attr("hb.model_error", f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS])
         return None
+    # Keep the best others, this one, and any running trial's (another worker may be saving it right now). Decide
+    # on one snapshot taken after the save: a trial that another worker finished while this one was saving is
+    # complete by now, and in the list read before saving it was still running; read in two steps, it would be in
+    # neither and its model file would be deleted. This trial is ranked in that snapshot too: one that finished
+    # better while this one was saving may have pushed it out of the top, and then its own file goes.
+    current = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+    ranked = sorted(
+        [(t.value, t.number) for t in current
+         if t.state == TrialState.COMPLETE and t.number != trial.number and not is_reused(t)]
+        + [(loss, trial.number)]
+    )
+    keep = {number for _, number in ranked[: settings.keep_models]}
+    keep |= {t.number for t in current if t.state == TrialState.RUNNING and t.number != trial.number}
+    for file in settings.models_dir.glob("trial-*"):
+        number = model_files.trial_number(file)  # the model and its owner record
+        if number is not None and number not in keep:
+            _remove(file)
+    if trial.number not in keep:
+        return None
     relative = str(path.relative_to(settings.run_dir))
     trial.set_user_attr("hb.model", relative)
     trial.set_user_attr("hb.model_owner", owner)
     if settings.artifacts is not None:
-        from hyperbrace.artifacts import upload_model
+        from hyperbrace.artifacts import ARTIFACT_ATTR, remove_model, upload_model
 
         try:
             upload_model(trial, path, settings.run_dir, settings.artifacts)
         except Exception as exc:  # the chief unreachable for a moment must not lose the trial's result
             trial.set_user_attr("hb.model_error", f"upload: {type(exc).__name__}: {exc}"[:_ERROR_CHARS])
-    # Keep the best others, this one, and any running trial's (another worker may be saving it right now). Decide
-    # on one snapshot taken after the save: a trial that another worker finished while this one was saving is
-    # complete by now, and in the list read before saving it was still running; read in two steps, it would be in
-    # neither and its model file would be deleted.
-    current = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-    finished = sorted((t for t in current if t.state == TrialState.COMPLETE and not is_reused(t)), key=lambda t: t.value)
-    keep = {t.number for t in finished[: settings.keep_models - 1]}
-    keep |= {t.number for t in current if t.state == TrialState.RUNNING}
-    for file in settings.models_dir.glob("trial-*"):
-        number = model_files.trial_number(file)  # the model and its owner record
-        if number is not None and number not in keep:
-            _remove(file)
-    if settings.artifacts is not None:
-        from hyperbrace.artifacts import ARTIFACT_ATTR, remove_model
-
         # A saved model pushes at most a few others out of the top (one each, plus those finishing meanwhile).
-        for t in finished[settings.keep_models - 1: settings.keep_models + 8]:
-            if t.number != trial.number and ARTIFACT_ATTR in t.user_attrs:
-                remove_model(settings.artifacts, t.user_attrs[ARTIFACT_ATTR])
+        by_number = {t.number: t for t in current}
+        for _, number in ranked[settings.keep_models: settings.keep_models + 9]:
+            if number != trial.number and ARTIFACT_ATTR in by_number[number].user_attrs:
+                remove_model(settings.artifacts, by_number[number].user_attrs[ARTIFACT_ATTR])
     return relative
 
 
