@@ -27,6 +27,8 @@ ENVIRONMENT_VARIABLE = "HYPERBRACE_WORKER_MAX_GROWTH_MB"
 DEFAULT_MAX_GROWTH_MB = 256.0
 #: Frameworks known to leak across trials in one process (measured), by the module that shows they are in use.
 LEAKING_FRAMEWORKS = ("tensorflow",)
+#: Keras backends that leak across trials in one process (measured: benchmarks/results/keras_memory_backends.md).
+LEAKING_KERAS_BACKENDS = ("tensorflow", "jax")
 
 
 class Recycle(Exception):
@@ -103,8 +105,8 @@ class MemoryWatch:
 def isolate_trials(verbose: bool, modules: Mapping[str, Any] | None = None) -> bool:
     """Whether a one-process search should run its trials in one recycled worker process instead of this one.
 
-    Yes when a framework known to leak across trials is in use (TensorFlow, e.g. as Keras' backend) and recycling is
-    on; no with ``verbose=True`` (the trials' output then shows here, and a debugger works in them).
+    Yes when a framework known to leak across trials is in use (TensorFlow, or Keras on its TensorFlow or JAX
+    backend) and recycling is on; no with ``verbose=True`` (the trials' output then shows here, and a debugger works in them).
 
     >>> isolate_trials(False, modules={"tensorflow": object()}), isolate_trials(True, modules={"tensorflow": 1})
     (True, False)
@@ -114,4 +116,11 @@ def isolate_trials(verbose: bool, modules: Mapping[str, Any] | None = None) -> b
     modules = sys.modules if modules is None else modules
     if verbose or not max_growth_mb():
         return False
-    return any(name in modules for name in LEAKING_FRAMEWORKS)
+    if any(name in modules for name in LEAKING_FRAMEWORKS):
+        return True
+    # Keras on JAX grows tens of MiB a trial (measured). Keras on PyTorch imports jax too, so ask Keras its backend.
+    keras = modules.get("keras")
+    try:
+        return keras is not None and keras.backend.backend() in LEAKING_KERAS_BACKENDS
+    except AttributeError:
+        return False
