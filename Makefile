@@ -19,9 +19,11 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)
 
-# The whole suite. PostgreSQL (for the multi-machine tests) is installed and started on loopback when this
-# machine allows it (root and Debian's packages); otherwise those tests are skipped with the reason.
+# The whole suite. PostgreSQL (for the multi-machine tests) is installed and started on loopback, and Debian's
+# Chromium (for the report's browser tests) installed, when this machine allows it (root and Debian's packages);
+# otherwise those tests are skipped with the reason.
 test: setup
+	bash scripts/install-browser.sh
 	bash scripts/test-postgres.sh run $(BIN)/python -m pytest -q
 
 # Unit tests only (seconds).
