@@ -193,7 +193,8 @@ def minimize(
     if mlflow:
         from hyperbrace.integrations import tracking
 
-        settings.mlflow = tracking.start_search(tracking.mlflow_settings(mlflow, run_storage.run_dir), study)
+        # On the version's plan: open_version returns a plan with its own copy of the trial settings.
+        plan.settings.mlflow = tracking.start_search(tracking.mlflow_settings(mlflow, run_storage.run_dir), study)
     # Workers that joined earlier (hyperbrace worker) take a raised budget from here when theirs runs out.
     study._storage.set_study_system_attr(study._study_id, BUDGET_ATTR, max_evals)
     study.set_user_attr(SPACE_ATTR, space_entries(compiled.sites))
@@ -241,10 +242,10 @@ def minimize(
         raise
     finally:
         progress.close()
-        if settings.mlflow:
+        if plan.settings.mlflow:
             from hyperbrace.integrations import tracking
 
-            tracking.end_search(settings.mlflow, study, failed=sys.exc_info()[0] is not None)
+            tracking.end_search(plan.settings.mlflow, study, failed=sys.exc_info()[0] is not None)
     result = SearchResult(study, run_storage.run_dir, dict(load_options or {}))
     if show_progress:
         print(result.summary())

@@ -42,6 +42,7 @@ def test_keras_search_end_to_end(tmp_path):
     assert best_run["Dense"] in (16, 32) and 0 <= best_run["Dropout"] <= 0.5
     assert best_run["optimizer"] in ("adam", "rmsprop") and best_run["batch_size"] in (32, 64)
     assert found["models"] == [f"trial-{found['best_number']:05d}.keras"]  # keep_models=1: only the best
+    assert found["owners"] == [f"trial-{found['best_number']:05d}.owner.json"]  # each kept model names its trial
 
     reloaded = run_step("reload", "keras", Path(found["directory"]))
     assert reloaded["backend"] == "torch" and reloaded["is_model"]
@@ -59,6 +60,7 @@ def test_pytorch_search_end_to_end(tmp_path):
     assert best_run["activation"] in ("nn.ReLU()", "nn.Tanh()")  # a layer object is reported by its source text
     ranked = sorted(found["trials"], key=lambda t: t["loss"])
     assert found["models"] == sorted(f"trial-{t['number']:05d}.pt" for t in ranked[:2])  # keep_models=2
+    assert found["owners"] == sorted(f"trial-{t['number']:05d}.owner.json" for t in ranked[:2])
 
     reloaded = run_step("reload", "torch", Path(found["directory"]))
     assert reloaded["is_model"] and reloaded["hidden"] == best_run["hidden"]

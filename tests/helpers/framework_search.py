@@ -36,7 +36,8 @@ def search(framework: str, directory: str) -> dict:
         "best_loss": result.best_loss,
         "best_number": result.best_trial.number,
         "trials": [{"number": t.number, "state": t.state, "loss": t.loss} for t in result.trials],
-        "models": sorted(p.name for p in (result.directory / "models").iterdir()),
+        "models": sorted(p.name for p in (result.directory / "models").iterdir() if not p.name.endswith(".owner.json")),
+        "owners": sorted(p.name for p in (result.directory / "models").glob("*.owner.json")),
     }
 
 

@@ -71,7 +71,8 @@ def search(directory: str) -> dict:
             "epochs_seen": [t.user_attrs.get("epochs_seen", 0) for t in pruned.study.trials],
             "in_worker": [t.user_attrs["hb.worker"].split(":")[1] != str(os.getpid()) for t in pruned.study.trials],
             "best_loss": pruned.best_loss,
-            "models": sorted(p.name for p in (pruned.directory / "models").iterdir()),
+            "models": sorted(p.name for p in (pruned.directory / "models").iterdir() if not p.name.endswith(".owner.json")),
+            "owners": sorted(p.name for p in (pruned.directory / "models").glob("*.owner.json")),
         },
         "parallel": {
             "states": [t.state for t in parallel.trials],

@@ -104,7 +104,8 @@ def search(directory, **options):
         "epochs_seen": dict(epochs_seen),
         "best_loss": result.best_loss,
         "best_run": result.best_run,
-        "models": sorted(p.name for p in (result.directory / "models").iterdir()),
+        "models": sorted(p.name for p in (result.directory / "models").iterdir() if not p.name.endswith(".owner.json")),
+        "owners": sorted(p.name for p in (result.directory / "models").glob("*.owner.json")),
         "logs": {p.name: p.read_text() for p in sorted(logs.glob("trial-*.log"))},
     }
 
