@@ -9,6 +9,7 @@ Each engine is started once per module and the searches are a few 0.2 s trials; 
 
 from __future__ import annotations
 
+import builtins
 import os
 import pickle
 import signal
@@ -64,6 +65,7 @@ def _check_search(result, max_evals: int, killed: bool) -> None:
 @pytest.fixture(scope="module")
 def ray_cluster():
     ray = pytest.importorskip("ray")
+    original_print = builtins.print
     for attempt in range(2):
         try:  # Ray gives its node 30 s to start (hard-coded); on a loaded machine a second try may be needed
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
@@ -75,15 +77,18 @@ def ray_cluster():
                 raise
     yield ray
     ray.shutdown()
+    builtins.print = original_print  # Ray's driver may patch print (ray.experimental.tqdm_ray) while connected
 
 
 @pytest.mark.slow  # a real engine's processes: tens of seconds on a busy machine
 def test_ray_runs_exact_budget_and_replaces_a_killed_worker(ray_cluster, tmp_path):
     from hyperbrace.launchers import Ray
 
+    host_print = builtins.print
     result = minimize(quick, lambda: str(tmp_path), max_evals=6, n_jobs=2, cluster=Ray(num_cpus=1),
                       directory=tmp_path / "runs", show_progress=False, seed=0)
     _check_search(result, 6, killed=True)
+    assert builtins.print is host_print  # the host process is left as found (Ray's driver patches print)
 
 
 # -- Dask ------------------------------------------------------------------------------------------------------------

@@ -61,10 +61,16 @@ class Ray:
         self.init = init
         self._started = False
         self._task: Any = None
+        self._print: Any = None
 
     def open(self, n_workers: int) -> None:
+        import builtins
+
         import ray
 
+        # Ray's driver replaces builtins.print with its tqdm-safe print (ray.experimental.tqdm_ray) while it shows
+        # worker output; close() puts the host's print back.
+        self._print = builtins.print
         if not ray.is_initialized():
             kwargs = {"include_dashboard": False, "log_to_driver": False, **self.init}
             ray.init(address=self.address, **kwargs)
@@ -100,8 +106,12 @@ class Ray:
         return _RayHandle(self._task.remote(*args))
 
     def close(self) -> None:
+        import builtins
+
         if self._started:
             import ray
 
             ray.shutdown()
             self._started = False
+        if getattr(builtins.print, "__module__", "") == "ray.experimental.tqdm_ray" and self._print is not None:
+            builtins.print = self._print
