@@ -98,6 +98,10 @@ THREAD_VARIABLES = (
 )
 #: XLA flags that set its CPU threads; an ``XLA_FLAGS`` naming either is the user's choice and left alone.
 XLA_THREAD_FLAGS = ("intra_op_parallelism_threads", "xla_cpu_multi_thread_eigen")
+#: XLA's CPU client has no flag for an intra-op thread count (a bare ``intra_op_parallelism_threads=N``, a TensorFlow
+#: option often copied into XLA_FLAGS, is read as a flag-file name and aborts the process); what it has is
+#: single-threaded Eigen, which a one-core share gets.
+XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false"
 POLL_INTERVAL_S = 0.5
 #: How long interrupted workers get to close their running trials before they are killed.
 STOP_GRACE_S = 20.0
@@ -152,15 +156,12 @@ def usable_cpus() -> int:
 def thread_caps(n_workers: int, environ: dict[str, str] | os._Environ[str] | None = None) -> dict[str, str]:
     """The thread-count variables a worker gets: its share of the cores, except those the user already set.
 
-    XLA (JAX's CPU backend) reads no thread variable: its share goes into ``XLA_FLAGS`` as
-    ``intra_op_parallelism_threads=N``, with ``--xla_cpu_multi_thread_eigen=false`` when the share is one core,
-    added to the user's own flags unless those already set XLA's threads.
+    XLA (JAX's CPU backend) reads no thread variable: a one-core share adds ``--xla_cpu_multi_thread_eigen=false`` to
+    ``XLA_FLAGS`` (after the user's own flags, unless those already set XLA's threads).
 
-    >>> caps = thread_caps(2, environ={"MKL_NUM_THREADS": "3", "XLA_FLAGS": "--xla_dump_to=/tmp/x"})
+    >>> caps = thread_caps(2, environ={"MKL_NUM_THREADS": "3"})
     >>> "MKL_NUM_THREADS" in caps, caps["OMP_NUM_THREADS"] == str(max(1, usable_cpus() // 2))
     (False, True)
-    >>> caps["XLA_FLAGS"].startswith("--xla_dump_to=/tmp/x "), "intra_op_parallelism_threads=" in caps["XLA_FLAGS"]
-    (True, True)
     >>> "XLA_FLAGS" in thread_caps(2, environ={"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=true"})
     False
     """
@@ -170,17 +171,16 @@ def thread_caps(n_workers: int, environ: dict[str, str] | os._Environ[str] | Non
 def capped_threads(cores: int, environ: dict[str, str] | os._Environ[str] | None = None) -> dict[str, str]:
     """The variables that cap a worker's math libraries (and XLA) to ``cores`` threads, except those already set.
 
-    >>> capped_threads(1, environ={})["XLA_FLAGS"]
-    '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1'
+    >>> capped_threads(1, environ={"XLA_FLAGS": "--xla_dump_to=/tmp/x"})["XLA_FLAGS"]
+    '--xla_dump_to=/tmp/x --xla_cpu_multi_thread_eigen=false'
+    >>> "XLA_FLAGS" in capped_threads(2, environ={})
+    False
     """
     environ = os.environ if environ is None else environ
     caps = {name: str(cores) for name in THREAD_VARIABLES if name not in environ}
     flags = environ.get("XLA_FLAGS", "")
-    if not any(flag in flags for flag in XLA_THREAD_FLAGS):
-        xla = f"intra_op_parallelism_threads={cores}"
-        if cores == 1:  # Eigen's own pool for matrix products and convolutions, one thread
-            xla = f"--xla_cpu_multi_thread_eigen=false {xla}"
-        caps["XLA_FLAGS"] = f"{flags} {xla}".strip()
+    if cores == 1 and not any(flag in flags for flag in XLA_THREAD_FLAGS):
+        caps["XLA_FLAGS"] = f"{flags} {XLA_ONE_THREAD}".strip()
     return caps
 
 
