@@ -116,11 +116,13 @@ def isolate_trials(verbose: bool, modules: Mapping[str, Any] | None = None) -> b
     modules = sys.modules if modules is None else modules
     if verbose or not max_growth_mb():
         return False
-    if any(name in modules for name in LEAKING_FRAMEWORKS):
-        return True
-    # Keras on JAX grew ~22 MiB a trial over 15 trials (measured). Keras on PyTorch imports jax too, so ask Keras its backend.
+    # Keras on JAX grew ~22 MiB a trial over 15 trials (measured). Keras on PyTorch imports jax, and saving a model
+    # may import TensorFlow, so with Keras loaded its backend decides, not which modules happen to be imported.
     keras = modules.get("keras")
     try:
-        return keras is not None and keras.backend.backend() in LEAKING_KERAS_BACKENDS
+        backend = keras.backend.backend() if keras is not None else None
     except AttributeError:
-        return False
+        backend = None
+    if backend is not None:
+        return backend in LEAKING_KERAS_BACKENDS
+    return any(name in modules for name in LEAKING_FRAMEWORKS)
