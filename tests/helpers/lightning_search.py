@@ -5,6 +5,8 @@
     python lightning_search.py interrupt <directory>  # long fits: the test sends SIGINT while one runs
     python lightning_search.py resume <directory>     # the interrupted search, run again to its end
 
+``HB_TEST_JOBS`` sets ``n_jobs`` (trials then run in worker processes), ``HB_TEST_EPOCHS`` the epochs of a fit.
+
 The model code is what a Lightning user writes: ``self.log("val_loss", ...)`` and ``Trainer(...).fit(...)``, with
 one callback of their own (which must keep working) and none for pruning.
 """
@@ -58,8 +60,8 @@ epochs_seen = defaultdict(int)
 class CountEpochs(pl.Callback):
     def on_train_epoch_start(self, trainer, pl_module):
         marker = os.environ.get("HB_TEST_MARKER")
-        if marker:  # tells the interrupting test that a fit is running
-            Path(marker).write_text(str(current_trial().number))
+        if marker:  # tells the interrupting test which trials are fitting: one file per trial in this folder
+            Path(marker, str(current_trial().number)).touch()
 
     def on_train_epoch_end(self, trainer, pl_module):
         epochs_seen[current_trial().number] += 1
@@ -132,5 +134,6 @@ if __name__ == "__main__":
     elif step == "reload":
         report = reload(path)
     elif step in ("interrupt", "resume"):
-        report = search(path, max_evals=2)  # the interrupted run raises KeyboardInterrupt out of minimize
+        # The interrupted run raises KeyboardInterrupt out of minimize.
+        report = search(path, max_evals=2, n_jobs=int(os.environ.get("HB_TEST_JOBS", "1")))
     print("REPORT " + json.dumps(report))
