@@ -7,7 +7,6 @@ expected pruning is certain (a clearly untrained model against a trained one), s
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
@@ -25,6 +24,7 @@ from hyperbrace._context import PruningWarning, monitored_metric  # noqa: E402
 from hyperbrace.integrations import keras as keras_integration  # noqa: E402
 from hyperbrace.samplers import make_pruner  # noqa: E402
 from helpers.in_order import InOrder  # noqa: E402
+from helpers.keras_models import CountEpochs, epochs_seen  # noqa: E402  (the user's own callback)
 
 EPOCHS = 4
 
@@ -33,15 +33,6 @@ def data():
     x, y = load_digits(return_X_y=True)
     x = (x / 16.0).astype("float32")
     return x[:200], y[:200], x[200:300], y[200:300]
-
-
-# What the user's own callback saw: trial number -> epochs it ran, and the log keys of each epoch.
-epochs_seen: dict[int, int] = defaultdict(int)
-
-
-class CountEpochs(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        epochs_seen[hyperbrace.current_trial().number] += 1
 
 
 def keras_model(x_train, y_train, x_val, y_val):

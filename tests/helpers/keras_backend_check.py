@@ -20,19 +20,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from helpers import keras_models  # noqa: E402
+from helpers.keras_models import CountEpochs  # noqa: E402
 from helpers.in_order import InOrder  # noqa: E402
-from hyperbrace import STATUS_OK, SearchResult, current_trial, minimize  # noqa: E402
+from hyperbrace import STATUS_OK, SearchResult, minimize  # noqa: E402
 
 EPOCHS = 3
-
-
-class CountEpochs(keras.callbacks.Callback):
-    """The user's own callback: it must keep running next to hyperbrace's pruning callback. It records the count
-    with the trial (on TensorFlow a one-process search runs its trials in a worker process, not this one)."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        trial = current_trial().trial
-        trial.set_user_attr("epochs_seen", trial.user_attrs.get("epochs_seen", 0) + 1)
 
 
 def pruned_model(x_train, y_train, x_val, y_val):

@@ -1,11 +1,27 @@
 """A tiny Keras classifier with templates (imported by the tests only when they run, so that merely collecting
 the test suite does not import Keras)."""
 
+from collections import defaultdict
+
 import keras
 import numpy as np
 from sklearn.datasets import load_digits
 
-from hyperbrace import STATUS_OK
+from hyperbrace import STATUS_OK, current_trial
+
+#: What the user's own callback saw in this process: trial number -> epochs its fits ran.
+epochs_seen: dict[int, int] = defaultdict(int)
+
+
+class CountEpochs(keras.callbacks.Callback):
+    """The user's own callback: it must keep running next to hyperbrace's pruning callback. It counts each trial's
+    epochs in :data:`epochs_seen` and, for trials that ran in a worker process (``n_jobs``, TensorFlow's isolated
+    trials), in the trial's user attribute ``epochs_seen``."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        context = current_trial()
+        epochs_seen[context.number] += 1
+        context.trial.set_user_attr("epochs_seen", epochs_seen[context.number])
 
 
 def data():
