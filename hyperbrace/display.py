@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from hyperbrace.metric import Metric
 from hyperbrace.budget import REUSED_ATTR, may_be_best
 
-__all__ = ["trials_table", "space_table", "state_counts", "failure_groups", "FailureGroup", "Progress"]
+__all__ = ["trial_label", "trials_table", "space_table", "state_counts", "failure_groups", "FailureGroup", "Progress"]
 
 
 def _cell(value: Any, width: int = 28) -> str:
@@ -48,7 +48,7 @@ def trials_table(trials: Sequence[optuna.trial.FrozenTrial], top: int = 5, metri
     metric = metric or Metric()
     header = ["trial", metric.name, *names]
     rows = [
-        [_label(t), _cell(metric.show(t.value)), *(_cell(t.user_attrs.get("hb.values", t.params).get(n, "-")) for n in names)]
+        [trial_label(t), _cell(metric.show(t.value)), *(_cell(t.user_attrs.get("hb.values", t.params).get(n, "-")) for n in names)]
         for t in completed
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -97,8 +97,15 @@ def space_table(entries: Sequence[Mapping[str, Any]]) -> str:
         lines.append('* named by a fallback rule; write name="..." in the template for a clear best_run key, '
                      'e.g. {{choice([...], name="n_layers")}}')
     return "\n".join(lines)
-def _label(trial: optuna.trial.FrozenTrial) -> str:
-    """A trial's number; a trial reused from an earlier version shows where it ran: ``v1:12``."""
+def trial_label(trial: optuna.trial.FrozenTrial) -> str:
+    """A trial's number; a trial reused from an earlier version shows where it ran: ``v1:12``.
+
+    >>> from optuna.trial import create_trial
+    >>> study = optuna.create_study()
+    >>> study.add_trials([create_trial(value=1.0), create_trial(value=0.5, user_attrs={REUSED_ATTR: {"version": 1, "trial": 12}})])
+    >>> [trial_label(t) for t in study.trials]
+    ['0', 'v1:12']
+    """
     source = trial.user_attrs.get(REUSED_ATTR)
     if isinstance(source, dict):
         return f"v{source.get('version', '?')}:{source.get('trial', '?')}"

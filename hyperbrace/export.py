@@ -24,6 +24,8 @@ from typing import Any
 
 import optuna
 
+from hyperbrace.budget import is_reused
+from hyperbrace.display import trial_label
 from hyperbrace.metric import metric_of
 
 __all__ = ["best_as", "FORMATS"]
@@ -39,13 +41,16 @@ def best_record(study: optuna.Study) -> dict[str, Any]:
     if trial is None:
         raise ValueError(f"study {study.study_name!r} has no completed trial yet: there is no best configuration")
     metric = metric_of(study)
-    return {
+    record = {
         "study": study.study_name,
         "trial": trial.number,
         metric.name: metric.show(trial.value),
         "params": dict(trial.user_attrs.get("hb.values", trial.params)),
         "engine_params": dict(trial.params),
     }
+    if is_reused(trial):  # the best of a new version may be a trial it reused from an earlier one
+        record["reused_from"] = trial_label(trial)
+    return record
 
 
 def _yaml_scalar(value: Any) -> str:

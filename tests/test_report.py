@@ -118,12 +118,34 @@ def test_a_study_with_only_failures_shows_them_grouped(browser, tmp_path, capsys
     assert "trials 0, 2, 4" in text and "No completed trial yet" in text
 
 
-def test_an_empty_study_gives_a_report_that_says_so(browser, tmp_path):
+def wide():
+    x = {{uniform(-4, 4)}}
+    return (x - 1) ** 2
+
+
+def narrowed():  # a new version: the range narrowed (the trials inside it are reused), a template added
+    x = {{uniform(0, 2)}}
+    y = {{uniform(0, 1)}}
+    return (x - 1) ** 2 + y
+
+
+def test_an_empty_study_says_so_and_a_versioned_one_shows_its_versions(browser, tmp_path):
     study = optuna.create_study(study_name="empty")
     html = write_report(study, tmp_path / "empty.html")
     page = open_report(browser, html)
     assert page["errors"] == [] and page["plots"] == {} and len(page["not_drawn"]) == len(PLOTS)
     assert "0 trials" in page["text"]
+    # A study whose space changed: the latest version's report, its reused trials (some without y) in every plot.
+    from hyperbrace.versions import SpaceChanged
+
+    minimize(wide, max_evals=6, seed=0, directory=tmp_path, study_name="v", show_progress=False)
+    with pytest.warns(SpaceChanged):
+        latest = minimize(narrowed, max_evals=4, seed=0, directory=tmp_path, study_name="v", show_progress=False)
+    page = open_report(browser, latest.report())
+    assert page["errors"] == [] and set(page["plots"]) == PLOTS - {"curves"}
+    text = page["text"]
+    assert "Version 2 of study 'v' (the latest of 2)" in text and "y: added, uniform(0, 1)" in text
+    assert "reused from" in text and "v1:" in text and f"{len(latest.reused)} reused from earlier versions" in text
 
 
 LIVE_SEARCH = """

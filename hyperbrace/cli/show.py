@@ -40,11 +40,14 @@ def _show(args: argparse.Namespace) -> int:
     print(result.summary(top=args.top))
     versions = result.versions
     if len(versions) > 1:  # the study's space changed: list its versions (hyperbrace.versions)
+        from hyperbrace.metric import metric_of
+
+        metric = metric_of(result.study)
         print("\nVersions (a new one each time the templates changed):")
         for v in versions:
-            best = "-" if v.best_loss is None else f"{v.best_loss:.4g}"
+            best = "-" if v.best_loss is None else f"{metric.show(v.best_loss):.4g}"
             reused = f", {v.reused} reused" if v.reused else ""
-            print(f"  version {v.version}: {v.study_name!r}, {v.trials} trials{reused}, best loss {best}")
+            print(f"  version {v.version}: {v.study_name!r}, {v.trials} trials{reused}, best {metric.name} {best}")
             for change in v.changes:
                 print(f"      {change}")
     if args.failures:

@@ -22,11 +22,17 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hyperbrace.budget import REUSED_ATTR, is_reused, may_be_best
+from hyperbrace.display import trial_label
 from hyperbrace.metric import Metric, metric_of
 from hyperbrace.result import _steps_run as steps_run
 
 __all__ = ["completed", "worker_label", "trial_rows", "param_names", "space_rows", "best_config_code",
-           "error_summary", "steps_run"]
+           "error_summary", "steps_run", "best_trial", "REUSED_COLUMN"]
+
+#: The trials table's column saying where a trial reused from an earlier version of the study ran (``v1:12``);
+#: present only in a version that reused trials (:mod:`hyperbrace.versions`).
+REUSED_COLUMN = "reused from"
 
 
 def completed(study: optuna.Study) -> list[FrozenTrial]:
@@ -78,17 +84,24 @@ def _duration(trial: FrozenTrial) -> float | None:
 
 def trial_rows(study: optuna.Study, directory: Path | None = None, metric: Metric | None = None) -> list[dict[str, Any]]:
     """One dict per trial: number, state, the metric (as returned), each hyperparameter's real value, duration
-    (seconds; a running trial's so far), epochs, the error's summary, the saved model file, the start time."""
+    (seconds; a running trial's so far), epochs, the error's summary, the saved model file, the start time.
+
+    In a version of a study that reused trials from earlier versions, a ``reused from`` column (after the state)
+    says where each reused trial ran (``v1:12``; empty for the version's own trials)."""
     metric = metric or metric_of(study)
     trials = study.get_trials(deepcopy=False)
     names = param_names(trials)
+    any_reused = any(is_reused(t) for t in trials)
     rows = []
     for t in trials:
         values = real_values(t)
         model = t.user_attrs.get("hb.model")
         if model is not None and directory is not None and not (Path(directory) / model).exists():
             model = None  # dropped from the kept best, or saved on another machine
-        row: dict[str, Any] = {"trial": t.number, "state": t.state.name, metric.name: metric.show(t.value)}
+        row: dict[str, Any] = {"trial": t.number, "state": t.state.name}
+        if any_reused:
+            row[REUSED_COLUMN] = trial_label(t) if is_reused(t) else None
+        row[metric.name] = metric.show(t.value)
         for name in names:
             row[name] = values.get(name)
         row.update({
@@ -138,7 +151,17 @@ def _describe(dist: optuna.distributions.BaseDistribution) -> str:
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    done = completed(study)
+    """The best trial that :func:`hyperbrace.budget.may_be_best` allows: a trial reused from an earlier version of
+    the study only if it is a whole configuration of this version's space (``SearchResult.best_trial`` alike).
+
+    >>> import optuna
+    >>> study = optuna.create_study()
+    >>> study.add_trial(optuna.trial.create_trial(value=0.5))
+    >>> study.add_trial(optuna.trial.create_trial(value=0.1, user_attrs={REUSED_ATTR: {"complete": False}}))
+    >>> best_trial(study).value  # the partial reused trial is prior knowledge, not a result of this space
+    0.5
+    """
+    done = [t for t in completed(study) if may_be_best(t)]
     return min(done, key=lambda t: t.value) if done else None
 
 
@@ -171,9 +194,14 @@ def best_config_code(study: optuna.Study) -> str:
     trial = best_trial(study)
     if trial is None:
         return "# No completed trial yet: nothing to copy."
-    total = len(study.get_trials(deepcopy=False))
-    lines = [f"# Best of {total} trials: trial {trial.number}, {metric.name} {metric.show(trial.value):.6g}",
-             "best_run = {"]
+    trials = study.get_trials(deepcopy=False)
+    own = sum(1 for t in trials if not is_reused(t))
+    of = f"{own} trials" + (f" and {len(trials) - own} reused from earlier versions" if own < len(trials) else "")
+    which = f"trial {trial.number}"
+    if is_reused(trial):
+        source = trial.user_attrs[REUSED_ATTR]
+        which = f"trial {trial_label(trial)} (run in version {source.get('version', '?')}, reused here)"
+    lines = [f"# Best of {of}: {which}, {metric.name} {metric.show(trial.value):.6g}", "best_run = {"]
     for name, value in real_values(trial).items():
         lines.append(f"    {name!r}: {value!r},")
     lines.append("}")

@@ -16,9 +16,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from hyperbrace.display import failure_groups, state_counts
-from hyperbrace.metric import metric_of
-from hyperbrace.htmlreport.data import best_config_code, best_trial, space_rows, trial_rows
+from hyperbrace.budget import is_reused
+from hyperbrace.display import failure_groups, state_counts, trial_label
+from hyperbrace.metric import Metric, metric_of
+from hyperbrace.htmlreport.data import REUSED_COLUMN, best_config_code, best_trial, space_rows, trial_rows
 from hyperbrace.htmlreport.plots import PLOTS, NoPlot
 
 __all__ = ["render"]
@@ -38,6 +39,9 @@ white-space:nowrap;max-width:340px;overflow:hidden;text-overflow:ellipsis} th{ba
 table.sortable th{cursor:pointer} table.sortable th:after{content:" \\2195";color:#aaa}
 tr.COMPLETE td:nth-child(2){color:#1f77b4} tr.PRUNED td:nth-child(2){color:#ff7f0e}
 tr.FAIL td:nth-child(2){color:#d62728} tr.RUNNING td:nth-child(2){color:#2ca02c}
+tr.reused td{background:#f3f0fa;color:#555} tr.reused td:nth-child(3){font-weight:600;color:#5e35b1}
+table.versions td{white-space:normal;max-width:none;vertical-align:top} tr.current td{font-weight:600}
+table.versions ul{margin:0;padding-left:18px;font-weight:normal}
 .scroll{max-height:640px;overflow:auto} button{cursor:pointer} .plot{min-height:200px}
 """
 
@@ -82,7 +86,8 @@ def _table(rows: list[dict[str, Any]], table_id: str, sortable: bool = True) -> 
     columns = list(rows[0])
     head = "".join(f'<th onclick="hbSort(this)">{_e(c)}</th>' if sortable else f"<th>{_e(c)}</th>" for c in columns)
     body = "\n".join(
-        f'<tr class="{_e(row.get("state", ""))}">' + "".join(_cell(row.get(c)) for c in columns) + "</tr>"
+        f'<tr class="{_e(row.get("state", ""))}{" reused" if row.get(REUSED_COLUMN) else ""}">'
+        + "".join(_cell(row.get(c)) for c in columns) + "</tr>"
         for row in rows
     )
     cls = ' class="sortable"' if sortable else ""
@@ -95,6 +100,38 @@ def _figure_html(key: str, fig: Any) -> str:
                        config={"displaylogo": False, "responsive": True})
 
 
+def _versions_html(study: optuna.Study, metric: Metric) -> tuple[str, str]:
+    """The Versions section (empty when the study has one version) and the header's line about versions."""
+    from hyperbrace.versions import root_name, study_versions, version_number
+
+    root = root_name(study)
+    versions = study_versions(study._storage, root)
+    if len(versions) < 2:
+        return "", ""
+    this = version_number(study)
+    latest = versions[-1]
+    which = (f"the latest of {len(versions)}" if latest.study_name == study.study_name
+             else f"not the latest: version {latest.version} is {latest.study_name!r}")
+    header = (f"Version {this} of study {root!r} ({which}): a new version starts each time the {{{{...}}}} "
+              "templates change; see Versions")
+    rows = []
+    for v in versions:
+        best = "" if v.best_loss is None else f"{metric.show(v.best_loss):.6g}"
+        changes = ("<ul>" + "".join(f"<li>{_e(c)}</li>" for c in v.changes) + "</ul>" if v.changes
+                   else ('<span class="none">the first version</span>' if v.version == versions[0].version
+                         else '<span class="none">not recorded</span>'))
+        current = ' class="current"' if v.study_name == study.study_name else ""
+        rows.append(f"<tr{current}><td>{v.version}{' (this report)' if current else ''}</td><td>{_e(v.study_name)}</td>"
+                    f"<td>{v.trials}</td><td>{v.reused}</td><td>{_e(best)}</td><td>{changes}</td></tr>")
+    head = "".join(f"<th>{_e(c)}</th>" for c in
+                   ("version", "Optuna study", "own trials", "reused", f"best {metric.name}", "what changed"))
+    section = (f"<p>{len(versions)} versions of {_e(root)!s}. Reused trials are copies of earlier versions' trials "
+               "that fit the new space: they warm-start its sampler and are not run or counted again.</p>"
+               f'<table id="versions-table" class="versions"><thead><tr>{head}</tr></thead><tbody>'
+               + "\n".join(rows) + "</tbody></table>")
+    return section, header
+
+
 def render(study: optuna.Study, directory: Path | None = None, description: str = "") -> str:
     """The report's HTML for ``study`` (trials as they are now; a running study's report is a snapshot)."""
     from plotly.offline import get_plotlyjs
@@ -103,6 +140,7 @@ def render(study: optuna.Study, directory: Path | None = None, description: str 
 
     metric = metric_of(study)
     trials = study.get_trials(deepcopy=False)
+    own = [t for t in trials if not is_reused(t)]  # a version's own trials; reused ones ran in earlier versions
     best = best_trial(study)
     running = sum(t.state == TrialState.RUNNING for t in trials)
     now = datetime.datetime.now().isoformat(sep=" ", timespec="seconds")
@@ -113,6 +151,9 @@ def render(study: optuna.Study, directory: Path | None = None, description: str 
         '<button onclick="hbCopy(\'best-code\', this)">Copy</button>'
         f'<pre id="best-code">{_e(code)}</pre>'
     )))
+    versions, versions_line = _versions_html(study, metric)
+    if versions:
+        sections.append(("versions", "Versions", versions))
     for key, title, plot in PLOTS:
         try:
             inner = f'<div class="plot" data-plot="{key}">{_figure_html(key, plot(study, metric))}</div>'
@@ -120,7 +161,9 @@ def render(study: optuna.Study, directory: Path | None = None, description: str 
             inner = f'<p class="none" data-noplot="{key}">Not drawn: {_e(reason)}.</p>'
         sections.append((key, title, inner))
     rows = trial_rows(study, directory, metric)
-    sections.append(("trials", f"Trials ({len(rows)}; click a column to sort)", _table(rows, "trials-table")))
+    count = f"{len(own)}, and {len(trials) - len(own)} reused from earlier versions" if len(own) < len(trials) \
+        else f"{len(rows)}"
+    sections.append(("trials", f"Trials ({count}; click a column to sort)", _table(rows, "trials-table")))
     groups = failure_groups(trials)
     if groups:
         parts = []
@@ -133,15 +176,19 @@ def render(study: optuna.Study, directory: Path | None = None, description: str 
     else:
         failures = '<p class="none">No failed trials.</p>'
     sections.append(("failures", f"Failures ({sum(len(g.numbers) for g in groups)})", failures))
-    saved = _pruning_savings(trials)
-    pruned = sum(t.state == TrialState.PRUNED for t in trials)
+    saved = _pruning_savings(own)
+    pruned = sum(t.state == TrialState.PRUNED for t in own)
     sections.append(("pruning", "Pruning", f"<p>{_e(saved)}</p>" if saved else
                      f'<p class="none">{"No trial was pruned" if not pruned else "No completed trial to compare with"}'
                      " yet.</p>"))
     sections.append(("space", "Search space", _table(space_rows(study), "space-table", sortable=False)))
 
     best_text = ("no completed trial yet" if best is None else
-                 f"best {metric.name} {metric.show(best.value):.6g} (trial {best.number})")
+                 f"best {metric.name} {metric.show(best.value):.6g} (trial {trial_label(best)}"
+                 + (", reused from an earlier version)" if is_reused(best) else ")"))
+    counts = f"{len(own)} trials ({_e(state_counts(own)) or 'none yet'})"
+    if len(own) < len(trials):
+        counts += f", and {len(trials) - len(own)} reused from earlier versions"
     live = (f'<div class="live">The search was running when this report was written ({running} trial'
             f'{"s" if running != 1 else ""} running): it is a snapshot; write it again to see more.</div>'
             if running else "")
@@ -157,7 +204,8 @@ def render(study: optuna.Study, directory: Path | None = None, description: str 
 <script type="text/javascript">{_JS}</script>
 </head><body>
 <header><h1>hyperbrace report: {_e(study.study_name)}</h1>
-<p>{len(trials)} trials ({_e(state_counts(trials)) or "none yet"}); {_e(best_text)}; {_e(metric.name)} is {direction}</p>
+<p>{counts}; {_e(best_text)}; {_e(metric.name)} is {direction}</p>
+{f"<p>{_e(versions_line)}</p>" if versions_line else ""}
 <p>Study in {_e(description)}; written {now}</p></header>
 {live}
 <nav>{nav}</nav>
