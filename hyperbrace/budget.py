@@ -28,7 +28,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-__all__ = ["counted_trials", "count_used", "budget_lock", "REUSED_ATTR", "is_reused", "may_be_best"]
+__all__ = ["counted_trials", "count_used", "used_trials", "budget_lock", "REUSED_ATTR", "is_reused", "may_be_best"]
 
 #: The user attribute of a trial that a new version of a study copied from an earlier version (as prior knowledge
 #: for its sampler): ``{"study": ..., "version": ..., "trial": ..., "complete": ...}``. It is never run or counted.
@@ -73,8 +73,20 @@ def counted_trials(study: optuna.Study) -> int:
 
 def count_used(trials: list[optuna.trial.FrozenTrial]) -> int:
     """:func:`counted_trials` for trials already fetched (one read of a database study serves several counts)."""
+    return len(used_trials(trials))
+
+
+def used_trials(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The trials that count towards ``max_evals`` (see the module's docstring): not reused from an earlier
+    version, and not a failed run whose configuration is being run again.
+
+    >>> from optuna.trial import create_trial
+    >>> done, copied = create_trial(value=1.0), create_trial(value=0.5, user_attrs={REUSED_ATTR: {"complete": True}})
+    >>> used_trials([done, copied]) == [done]
+    True
+    """
     retried = _retried_numbers(trials)
-    return sum(1 for t in trials if not (t.state == TrialState.FAIL and t.number in retried) and not is_reused(t))
+    return [t for t in trials if not (t.state == TrialState.FAIL and t.number in retried) and not is_reused(t)]
 
 
 @contextmanager

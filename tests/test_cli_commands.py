@@ -72,13 +72,13 @@ def test_version(capsys):
 def test_ls_lists_every_study_under_a_directory_or_in_a_database(runs, database, capsys, tmp_path):
     assert main(["ls", str(runs)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["study", "trials", "ok/pruned/fail/run/wait"]
+    assert lines[0].split()[:4] == ["study", "versions", "trials", "ok/pruned/fail/run/wait"]
     first = next(line for line in lines if line.startswith("first "))
     study = optuna.load_study(study_name="first", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(runs / "first" / "study.journal"))))
     counts = {s: sum(t.state == s for t in study.trials) for s in TrialState}
-    assert first.split()[1] == "8"
-    assert first.split()[2] == f"{counts[TrialState.COMPLETE]}/0/{counts[TrialState.FAIL]}/0/0"
+    assert first.split()[1:3] == ["1", "8"]
+    assert first.split()[3] == f"{counts[TrialState.COMPLETE]}/0/{counts[TrialState.FAIL]}/0/0"
     assert f"loss {study.best_value:.6g}" in first and "idle" in first
     assert any(line.startswith("second ") for line in lines)
     assert main(["ls", database]) == 0
@@ -203,3 +203,144 @@ def test_dashboard_without_optuna_dashboard_gives_the_install_command(runs):
                f"sys.exit(main(['dashboard', {str(runs / 'first')!r}]))")
     done = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, env=_env(), timeout=120)
     assert done.returncode == 1 and "pip install optuna-dashboard==" in done.stderr
+
+
+# -- a study whose space changed twice: three versions (hyperbrace.versions), on a journal and on SQLite ----------------
+
+def wide():
+    x = {{uniform(-4, 4)}}
+    return (x - 1) ** 2
+
+
+def narrowed():  # version 2: the range narrowed (the trials inside it are reused) and a template added
+    x = {{uniform(0, 2)}}
+    y = {{uniform(0, 1)}}
+    return (x - 1) ** 2 + y
+
+
+def halved():  # version 3: y's range halved
+    x = {{uniform(0, 2)}}
+    y = {{uniform(0, 0.5)}}
+    return (x - 1) ** 2 + y
+
+
+def _three_versions(search, **where) -> list:
+    """Versions 1, 2 and 3 of study "v" (6, 3 and 3 trials of their own); the results of each search."""
+    from hyperbrace.versions import SpaceChanged
+
+    options = {"study_name": "v", "show_progress": False, **where}
+    results = [search(wide, max_evals=6, seed=0, **options)]
+    for number, model in ((2, narrowed), (3, halved)):
+        with pytest.warns(SpaceChanged):
+            results.append(search(model, max_evals=3, seed=number, **options))
+    return results
+
+
+@pytest.fixture(scope="module")
+def versioned(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("versioned")
+    return directory, _three_versions(minimize, directory=directory)
+
+
+@pytest.fixture(scope="module")
+def versioned_db(tmp_path_factory):
+    """The same three versions in SQLite, maximized (the listing shows the score as returned, not the negated value
+    the study stores), beside another study."""
+    directory = tmp_path_factory.mktemp("versioned-db")
+    url = f"sqlite:///{directory / 'versions.db'}"
+    optuna.create_study(study_name="other", storage=url).add_trial(optuna.trial.create_trial(value=3.0))
+    return url, _three_versions(hyperbrace.maximize, storage=url, directory=directory, metric="score")
+
+
+def test_ls_shows_a_versioned_study_once_and_each_version_on_request(versioned, versioned_db, capsys):
+    from hyperbrace.budget import may_be_best
+
+    directory, results = versioned
+    studies = [r.study for r in results]
+    own = [[t for t in s.trials if "hb.reused_from" not in t.user_attrs] for s in studies]
+    assert [len(o) for o in own] == [6, 3, 3] and len(results[2].reused) > 0
+    assert main(["ls", str(directory)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2  # the header and one line for the study: its versions are not studies of their own
+    study, versions, trials, states, _, best, *_ = lines[1].split()
+    complete = sum(t.state == TrialState.COMPLETE for o in own for t in o)
+    assert (study, versions, trials, states) == ("v", "3", "12", f"{complete}/0/0/0/0")
+    everything = [t for s in studies for t in s.trials]
+    assert float(best) == pytest.approx(min(t.value for t in everything if may_be_best(t)), rel=1e-5)
+    assert main(["ls", str(directory), "--versions"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:3] for line in lines[2:]] == [["v", "v1", "6"], ["v@v2", "v2", "3"], ["v@v3", "v3", "3"]]
+    assert all(line.startswith("  v") for line in lines[2:])  # indented under their study
+    url, results = versioned_db
+    assert main(["ls", url, "--versions"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:3] for line in lines[1:]] == [
+        ["other", "1", "1"], ["v", "3", "12"], ["v", "v1", "6"], ["v@v2", "v2", "3"], ["v@v3", "v3", "3"]]
+    v3 = lines[-1].split()
+    assert v3[4:6] == ["score", f"{results[2].versions[2].best_loss * -1:.6g}"]  # the score as returned, not negated
+
+
+def test_the_report_of_a_versioned_study_lists_its_versions_and_marks_reused_trials(versioned, capsys, tmp_path):
+    directory, results = versioned
+    latest = results[2]
+    assert main(["report", str(directory / "v"), "-o", str(tmp_path / "latest.html")]) == 0
+    html = (tmp_path / "latest.html").read_text()
+    assert "hyperbrace report: v@v3" in html and "Version 3 of study &#x27;v&#x27; (the latest of 3)" in html
+    versions = html[html.index('id="versions-table"'):].split("</table>")[0]
+    assert versions.count("<tr") == 4 and "y: range changed" in versions and "x: range changed" in versions
+    assert '<tr class="current"><td>3 (this report)</td><td>v@v3</td><td>3</td>' in versions
+    table = html[html.index('id="trials-table"'):].split("</table>")[0]
+    marks = [label for t in latest.study.trials if (label := hyperbrace.display.trial_label(t)) != str(t.number)]
+    assert len(marks) == len(latest.reused) > 0 and all(f'<td title="{m}">{m}</td>' in table for m in marks)
+    assert table.count('class="COMPLETE reused"') == len(marks) and "<th onclick=\"hbSort(this)\">reused from</th>" in table
+    # The best is one this version may call its best: never a reused trial that lacks y (prior knowledge only).
+    best = latest.best_trial
+    label = hyperbrace.display.trial_label(best)
+    assert f"(trial {label}" in html and f"trial {label}" in html.split('id="best-code"')[1][:200]
+    # result.report() of an earlier version: the same sections, and it says which version it is.
+    html = results[1].report(tmp_path / "v2.html").read_text()
+    assert "Version 2 of study &#x27;v&#x27; (not the latest: version 3 is &#x27;v@v3&#x27;)" in html
+    assert '<tr class="current"><td>2 (this report)</td>' in html and html.count('class="COMPLETE reused"') > 0
+
+
+def test_rm_deletes_one_version_or_the_study_with_all_its_versions(versioned, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    source, _ = versioned
+    run_dir = tmp_path / "v"
+    shutil.copytree(source / "v", run_dir)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(run_dir / "study.journal")))
+    kept_reused = optuna.load_study(study_name="v@v3", storage=storage).trials
+    assert (run_dir / "v2" / "logs").is_dir()
+    # A middle version: allowed (the later one's reused trials are copies), and said so.
+    assert main(["rm", str(run_dir), "--study", "v@v2", "--yes"]) == 0
+    err = capsys.readouterr().err
+    assert "deleted version 2 of study 'v', 'v@v2' (3 trials" in err and "Later versions keep the trials" in err
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(run_dir / "study.journal")))
+    assert sorted(s.study_name for s in storage.get_all_studies()) == ["v", "v@v3"]
+    assert not (run_dir / "v2").exists() and (run_dir / "v3").is_dir() and (run_dir / "logs").is_dir()
+    assert len(optuna.load_study(study_name="v@v3", storage=storage).trials) == len(kept_reused)
+    # The whole study: the prompt lists every version left, with its trials; "n" keeps everything.
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    assert main(["rm", str(run_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "Delete study 'v' (2 versions, 9 trials" in err and "version 1: 'v' (6 trials)" in err
+    assert "version 3: 'v@v3' (3 trials, " in err and run_dir.is_dir()
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    assert main(["rm", str(run_dir)]) == 0 and not run_dir.exists()
+
+
+def test_rm_of_a_versioned_study_in_a_database(versioned_db, tmp_path, capsys):
+    import shutil
+
+    source, _ = versioned_db
+    copy = tmp_path / "copy.db"
+    shutil.copy(source.removeprefix("sqlite:///"), copy)
+    url = f"sqlite:///{copy}"
+    assert "there is no study 'v@v9'" in _fails(["rm", url, "--study", "v@v9", "--yes"], capsys)
+    assert "holds 2 studies; pick one with --study: other, v" in _fails(["rm", url, "--yes"], capsys)
+    assert main(["rm", url, "--study", "v@v3", "--yes"]) == 0  # the latest version: the study goes on from v2
+    assert "Later versions" not in capsys.readouterr().err
+    assert sorted(s.study_name for s in optuna.get_all_study_summaries(url)) == ["other", "v", "v@v2"]
+    assert main(["rm", url, "--study", "v", "--yes"]) == 0  # the study's name: every version
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["other"]

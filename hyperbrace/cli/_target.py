@@ -27,7 +27,7 @@ import optuna
 if TYPE_CHECKING:
     from hyperbrace.result import SearchResult
 
-__all__ = ["UsageError", "Target", "add_arguments", "open_target", "open_storage", "DEFAULT_DIRECTORY"]
+__all__ = ["UsageError", "Target", "add_arguments", "open_target", "open_storage", "run_directory", "DEFAULT_DIRECTORY"]
 
 DEFAULT_DIRECTORY = "hyperbrace-runs"
 
@@ -115,12 +115,22 @@ def open_target(args: argparse.Namespace) -> Target:
     elif name not in names:
         raise UsageError(f"there is no study {name!r} in {description}; it holds: {', '.join(names) or 'none'}")
     if directory is None:
-        from hyperbrace.storage import _safe_dirname
-
-        root = next((s.user_attrs.get(ROOT_ATTR, name) for s in studies if s.study_name == name), name)
-        directory = Path(DEFAULT_DIRECTORY) / _safe_dirname(root)
+        directory = run_directory(next((s.user_attrs.get(ROOT_ATTR, name) for s in studies if s.study_name == name),
+                                       name))
     return Target(storage, name, directory, description, url=url,
                   journal=None if url is not None else Path(description))
+
+
+def run_directory(root: str) -> Path:
+    """Where a database study's models and logs are kept (a search run from the current directory), by default:
+    ``hyperbrace-runs/<the study's name>`` (every version of it shares the one directory).
+
+    >>> run_directory("mnist.create_model").as_posix()
+    'hyperbrace-runs/mnist.create_model'
+    """
+    from hyperbrace.storage import _safe_dirname
+
+    return Path(DEFAULT_DIRECTORY) / _safe_dirname(root)
 
 
 def _open_database(url: str) -> optuna.storages.RDBStorage:

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ON_SPACE_CHANGE", "SpaceChanged", "SpaceChangedError", "StudyVersion", "open_version", "study_versions",
-    "latest_version_name", "root_name", "version_name",
+    "latest_version_name", "root_name", "version_name", "version_number", "grouped_studies",
 ]
 
 #: The values ``minimize(on_space_change=...)`` takes.
@@ -132,8 +132,36 @@ def _versions(storage: optuna.storages.BaseStorage, name: str) -> tuple[str, lis
     return root, [frozen for _, frozen in sorted(found, key=lambda pair: pair[0])]
 
 
-def _number(frozen: Any) -> int:
-    return int(frozen.user_attrs.get(VERSION_ATTR, 1))
+def version_number(study: Any) -> int:
+    """Which version of its study ``study`` (an Optuna ``Study`` or ``FrozenStudy``) is: 1 for the first.
+
+    >>> import optuna
+    >>> version_number(optuna.create_study())
+    1
+    """
+    return int(study.user_attrs.get(VERSION_ATTR, 1))
+
+
+_number = version_number
+
+
+def grouped_studies(storage: optuna.storages.BaseStorage) -> dict[str, list[optuna.study._frozen.FrozenStudy]]:
+    """Every study in ``storage``, grouped by the study they are versions of: root name -> its versions, oldest
+    first (a study never run with another space is a group of one). One read of the storage's study list.
+
+    >>> import optuna
+    >>> storage = optuna.storages.InMemoryStorage()
+    >>> for name in ("a", "a@v2", "b"):
+    ...     study = optuna.create_study(study_name=name, storage=storage)
+    >>> study = optuna.load_study(study_name="a@v2", storage=storage)
+    >>> study.set_user_attr(ROOT_ATTR, "a"); study.set_user_attr(VERSION_ATTR, 2)
+    >>> {root: [v.study_name for v in versions] for root, versions in grouped_studies(storage).items()}
+    {'a': ['a', 'a@v2'], 'b': ['b']}
+    """
+    groups: dict[str, list[optuna.study._frozen.FrozenStudy]] = {}
+    for frozen in storage.get_all_studies():
+        groups.setdefault(frozen.user_attrs.get(ROOT_ATTR, frozen.study_name), []).append(frozen)
+    return {root: sorted(groups[root], key=version_number) for root in sorted(groups)}
 
 
 def _space(frozen: Any) -> dict[str, Param] | None:
