@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from hyperbrace import integrations, model_files
 from hyperbrace.budget import REUSED_ATTR, is_reused, may_be_best
-from hyperbrace.display import space_table, state_counts, trials_table
+from hyperbrace.display import space_table, state_counts, trial_label, trials_table
 from hyperbrace.metric import metric_of
 from hyperbrace.versions import StudyVersion, root_name, study_versions
 
@@ -280,9 +280,9 @@ class SearchResult:
         """Jupyter shows a result as its counts and a table of the best trials."""
         import html
 
-        trials = self.study.get_trials(deepcopy=False)
-        top = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
-                     key=lambda t: t.value)[:10]
+        everything = self.study.get_trials(deepcopy=False)
+        trials = [t for t in everything if not is_reused(t)]  # a version's own; reused ones may still be the best
+        top = sorted((t for t in everything if may_be_best(t)), key=lambda t: t.value)[:10]
         metric = metric_of(self.study)
         names: list[str] = []
         for t in top:
@@ -293,12 +293,14 @@ class SearchResult:
         rows = []
         for t in top:
             values = t.user_attrs.get("hb.values", t.params)
-            cells = [str(t.number), f"{metric.show(t.value):.6g}", *(str(values.get(n, "")) for n in names)]
+            cells = [trial_label(t), f"{metric.show(t.value):.6g}", *(str(values.get(n, "")) for n in names)]
             rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
         table = (f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>" if rows
                  else "<p>No completed trial yet.</p>")
         caption = (f"<p><b>{html.escape(self.study.study_name)}</b>: {len(trials)} trials "
-                   f"({html.escape(state_counts(trials))}); the best {len(top)} by {html.escape(metric.name)}; "
+                   f"({html.escape(state_counts(trials))}"
+                   + (f", and {len(everything) - len(trials)} reused from earlier versions" if len(trials) < len(everything) else "")
+                   + f"); the best {len(top)} by {html.escape(metric.name)}; "
                    f"run directory <code>{html.escape(str(self.directory))}</code></p>")
         return caption + table
 

@@ -297,6 +297,9 @@ def test_the_report_of_a_versioned_study_lists_its_versions_and_marks_reused_tri
     best = latest.best_trial
     label = hyperbrace.display.trial_label(best)
     assert f"(trial {label}" in html and f"trial {label}" in html.split('id="best-code"')[1][:200]
+    partial = sum(t.state == TrialState.COMPLETE and not hyperbrace.budget.may_be_best(t) for t in latest.study.trials)
+    assert partial > 0 and f"({partial} reused trials without every parameter of this space left out)" in html
+    assert f", and {len(latest.reused)} reused from earlier versions)" in latest._repr_html_()
     # result.report() of an earlier version: the same sections, and it says which version it is.
     html = results[1].report(tmp_path / "v2.html").read_text()
     assert "Version 2 of study &#x27;v&#x27; (not the latest: version 3 is &#x27;v@v3&#x27;)" in html

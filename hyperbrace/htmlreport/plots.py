@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hyperbrace.budget import is_reused, may_be_best
 from hyperbrace.display import quiet_optuna_logs
 from hyperbrace.metric import Metric
 from hyperbrace.htmlreport.data import completed, worker_label
@@ -90,6 +91,15 @@ def history(study: optuna.Study, metric: Metric) -> Any:
     trials = completed(study)
     if not trials:
         raise NoPlot("no completed trial yet")
+    partial = [t for t in trials if not may_be_best(t)]
+    note = ""
+    if partial:  # reused from an earlier version without a parameter of this space: not a result the best may be
+        if len(partial) == len(trials):
+            raise NoPlot("no completed trial of this space yet (the reused trials lack a parameter added since)")
+        left_out = {t.number for t in partial}
+        study = _subset(study, [t for t in study.get_trials(deepcopy=False) if t.number not in left_out])
+        trials = completed(study)  # the copy's numbers
+        note = f" ({len(partial)} reused trials without every parameter of this space left out)"
     if metric.sign == 1:
         fig = _call(optuna.visualization.plot_optimization_history, study, target_name=metric.name)
     else:
@@ -104,7 +114,7 @@ def history(study: optuna.Study, metric: Metric) -> Any:
             running = value if running is None else max(running, value)
             best.append(running)
         fig.add_trace(go.Scatter(x=numbers, y=best, mode="lines", name="Best Value"))
-    return _style(fig, f"Optimization history: {metric.name} of each trial, and the best so far")
+    return _style(fig, f"Optimization history: {metric.name} of each trial, and the best so far{note}")
 
 
 def importances(study: optuna.Study, metric: Metric) -> Any:
@@ -184,7 +194,7 @@ def timeline(study: optuna.Study, metric: Metric) -> Any:
     now = datetime.datetime.now()
     rows = []
     for t in study.get_trials(deepcopy=False):
-        if t.datetime_start is None:
+        if t.datetime_start is None or is_reused(t):  # a reused trial ran in an earlier version of the study
             continue
         end = t.datetime_complete or now
         rows.append({"worker": worker_label(t), "start": t.datetime_start, "end": max(end, t.datetime_start),
