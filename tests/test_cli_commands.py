@@ -215,7 +215,8 @@ def wide():
 def narrowed():  # version 2: the range narrowed (the trials inside it are reused) and a template added
     x = {{uniform(0, 2)}}
     y = {{uniform(0, 1)}}
-    return (x - 1) ** 2 + y
+    value = (x - 1) ** 2 + y  # "score" for the maximize() fixture; the model is saved: version 3 reuses some files
+    return {"loss": value, "score": value, "model": {"x": x, "y": y}}
 
 
 def halved():  # version 3: y's range halved
@@ -321,7 +322,10 @@ def test_rm_deletes_one_version_or_the_study_with_all_its_versions(versioned, tm
     assert "deleted version 2 of study 'v', 'v@v2' (3 trials" in err and "Later versions keep the trials" in err
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(run_dir / "study.journal")))
     assert sorted(s.study_name for s in storage.get_all_studies()) == ["v", "v@v3"]
-    assert not (run_dir / "v2").exists() and (run_dir / "v3").is_dir() and (run_dir / "logs").is_dir()
+    assert not (run_dir / "v2" / "logs").exists() and (run_dir / "v3").is_dir() and (run_dir / "logs").is_dir()
+    files = [t.user_attrs["hb.model"] for t in kept_reused if str(t.user_attrs.get("hb.model")).startswith("v2/")]
+    assert files and all((run_dir / f).is_file() for f in files)  # version 3's reused trials still load their models
+    assert sorted(p.relative_to(run_dir).as_posix() for p in (run_dir / "v2").rglob("*.*")) == sorted(files)
     assert len(optuna.load_study(study_name="v@v3", storage=storage).trials) == len(kept_reused)
     # The whole study: the prompt lists every version left, with its trials; "n" keeps everything.
     monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
