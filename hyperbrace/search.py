@@ -164,7 +164,8 @@ class SearchPlan:
                 if self.tickets:
                     if reap:
                         reap_dead_trials(study, self.storage.retries, self.settings.logs_dir)
-                    trial = claim_ticket(study)
+                    # Workers start their claims at their own index (not with reproducible=True: see claim_ticket)
+                    trial = claim_ticket(study, 0 if self.reproducible else worker_index)
                     if trial is not None:
                         claimed.append(trial._trial_id)
                 else:
