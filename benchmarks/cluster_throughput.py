@@ -6,7 +6,11 @@ worker processes), ``cluster=Ray(num_cpus=1)`` on a local Ray (``ray.init(num_cp
 core) and ``cluster=client`` on a Dask scheduler and 16 one-thread workers started with ``dask scheduler`` and
 ``dask worker`` (processes of their own, as on a real cluster). Steady state and end
 to end are measured as in ``parallel_throughput.py``. Ray's and Dask's worker processes stay up between rows (as on
-a real cluster), local worker processes are started by each search.
+a real cluster), local worker processes are started by each search. Each row also gives the chief's CPU time per
+trial (this process: for Ray and Dask it serves every worker's storage calls through the gRPC proxy), the storage
+calls served per trial and the claims lost to another worker; the row "Dask, claims from the lowest (before)"
+runs Dask again with every worker claiming the lowest waiting trial first, as before claims were staggered. Before
+the rows, the CPU used by each engine's idle processes is measured for 10 s.
 
 Part 2: hyperbrace's own cost per trial through the proxy: a free objective (``return x * x``), 300 trials, run by
 one worker loop on a process pool (``cluster=ProcessPoolExecutor(1)``) through the chief's gRPC proxy, next to
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import sys
 import tempfile
 import time
@@ -53,6 +58,61 @@ def uneven_objective():
     return x * x
 
 
+class ChiefCounters:
+    """What the chief does for a search's workers: its own CPU time (this process: the gRPC proxy serving every
+    worker's storage calls, the watch loop), the storage calls served, and the claims lost to another worker
+    (a ``WAITING -> RUNNING`` request answered "already taken"). Counted by wrapping Optuna's proxy servicer."""
+
+    def __init__(self) -> None:
+        from optuna.storages._grpc import servicer
+
+        self.calls = 0
+        self.lost_claims = 0
+        cls = servicer.OptunaStorageProxyService
+        for name in [n for n in vars(cls) if n[:1].isupper() and callable(getattr(cls, n))]:
+            setattr(cls, name, self._counted(getattr(cls, name), name))
+
+    def _counted(self, method, name):
+        def counted(servicer, request, context):
+            reply = method(servicer, request, context)
+            self.calls += 1
+            if name == "SetTrialStateValues" and request.state == 0 and not reply.trial_updated:  # 0: RUNNING
+                self.lost_claims += 1
+            return reply
+
+        return counted
+
+    def start(self) -> None:
+        self.calls = self.lost_claims = 0
+        times = os.times()
+        self._cpu = times.user + times.system
+
+    def cpu(self) -> float:
+        times = os.times()
+        return times.user + times.system - self._cpu
+
+
+def _idle_cpu(pids: list[int], seconds: float = 10.0) -> float:
+    """Cores used by these processes and their descendants while no search runs."""
+    import psutil
+
+    def total() -> float:
+        spent = 0.0
+        for pid in pids:
+            try:
+                root = psutil.Process(pid)
+                for process in [root] + root.children(recursive=True):
+                    times = process.cpu_times()
+                    spent += times.user + times.system
+            except psutil.Error:
+                pass
+        return spent
+
+    before = total()
+    time.sleep(seconds)
+    return (total() - before) / seconds
+
+
 def _search(objective, root: Path, **kwargs):
     started = time.perf_counter()
     result = minimize(objective, study_name=f"bench-{uuid.uuid4().hex[:8]}", directory=root, show_progress=False,
@@ -60,17 +120,22 @@ def _search(objective, root: Path, **kwargs):
     return result, time.perf_counter() - started
 
 
-def throughput_rows(engines: dict, workers: list[int], per_worker: int, root: Path) -> list[str]:
+def throughput_rows(engines: dict, workers: list[int], per_worker: int, root: Path,
+                    counters: ChiefCounters) -> list[str]:
     rows = []
     for n in workers:
         for name, cluster in engines.items():
+            counters.start()
             result, wall = _search(sleeping_objective, root, max_evals=n * per_worker, n_jobs=n,
                                    cluster=cluster() if callable(cluster) else cluster)
+            cpu = counters.cpu()
             trials = [t for t in result.study.get_trials() if t.state == TrialState.COMPLETE]
             assert len(trials) == n * per_worker
             steady = _steady_state(trials)
+            served = (f"{counters.calls / len(trials):.1f} | {counters.lost_claims}" if counters.calls else "- | -")
             rows.append(f"| {name} | {n} | {len(trials)} | {wall:.1f} | {steady:.2f} | {steady / n:.0%} | "
-                        f"{len(trials) / wall:.2f} | {len(trials) / wall / n:.0%} |")
+                        f"{len(trials) / wall:.2f} | {len(trials) / wall / n:.0%} | {1000 * cpu / len(trials):.0f} | "
+                        f"{served} |")
             print(rows[-1], flush=True)
     return rows
 
@@ -131,6 +196,34 @@ def reproducible_cost(root: Path, n_jobs: int = 4, n: int = 32) -> list[str]:
     return rows
 
 
+def _claims_from_lowest(on: bool) -> None:
+    """Run in each Dask worker: claim as before this change (every worker tries the lowest waiting trial first)."""
+    import hyperbrace.search
+    import hyperbrace.tickets
+
+    claim = hyperbrace.tickets.claim_ticket
+    hyperbrace.search.claim_ticket = (lambda study, first=0: claim(study, 0)) if on else claim
+
+
+def _start_ray(ray, most: int):
+    """Ray with ``most`` one-CPU slots, or why not. Ray gives its node a hard-coded 30 s to register
+    (``raylet_start_wait_time_s = 30`` in ray/_private/node.py; no variable or ``_system_config`` changes it), and
+    its raylet starts one Python worker per CPU at once (``--num_prestart_python_workers``), which on a loaded
+    2-core machine is what runs past the 30 s. So: three tries with ``num_cpus=most``, then one CPU and a custom
+    resource of ``most`` slots (each trial asks for one slot and no CPU; workers then start on demand)."""
+    failure = ""
+    for attempt in range(4):
+        kwargs = {"num_cpus": most} if attempt < 3 else {"num_cpus": 1, "resources": {"slot": most}}
+        try:
+            ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+            return kwargs, failure
+        except Exception as exc:  # noqa: BLE001
+            ray.shutdown()
+            failure += f"try {attempt + 1} with {kwargs}: {type(exc).__name__}: {str(exc)[:80]}; "
+            time.sleep(5)
+    return None, failure
+
+
 def _dask_cluster(n_workers: int):
     """A Dask scheduler and ``n_workers`` one-thread workers started with Dask's own command, and a client."""
     import socket
@@ -157,7 +250,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--trials-per-worker", type=int, default=5)
     parser.add_argument("--proxy-trials", type=int, default=300)
-    parser.add_argument("--engines", nargs="+", default=["local", "ray", "dask"])
+    parser.add_argument("--engines", nargs="+", default=["local", "ray", "dask", "dask-lowest-first"],
+                        help="dask-lowest-first: Dask again, its workers claiming as before the claims were "
+                             "staggered (every worker tries the lowest waiting trial first)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "cluster_throughput.md"))
     args = parser.parse_args()
     import ray
@@ -165,11 +260,12 @@ def main() -> None:
     from hyperbrace.launchers import Ray
 
     header = machine()
+    command = "python benchmarks/cluster_throughput.py " + " ".join(sys.argv[1:])
     lines = [
         "# Cluster engines: throughput, cost per trial through the gRPC proxy, price of reproducible=True",
         "",
         f"Machine: {header}. Ray {ray.__version__}, Dask distributed {__import__('distributed').__version__}. "
-        "Produced by `python benchmarks/cluster_throughput.py`. The machine is shared with other sessions' work, "
+        f"Produced by `{command.strip()}`. The machine is shared with other sessions' work, "
         "so absolute figures move between runs: compare the rows of one run (ratios), not with other files.",
         "",
         f"## Throughput: 1 s sleeping trials, {args.trials_per_worker} trials per worker",
@@ -177,36 +273,68 @@ def main() -> None:
         "Ideal: N workers finish N trials per second. *Steady state*: trials finished while every worker runs; "
         "*end to end*: all trials over the whole call (including starting local worker processes; Ray's and "
         "Dask's workers are already up, as on a running cluster, but each search still loads its plan in them "
-        "and starts the chief's gRPC server).",
+        "and starts the chief's gRPC server). *Chief CPU*: CPU time of the calling process (for Ray and Dask: "
+        "the gRPC proxy serving every worker's storage calls) per trial; *calls*: storage calls the proxy served "
+        "per trial; *lost claims*: claims of a waiting trial that another worker had just taken.",
         "",
-        "| engine | workers | trials | wall (s) | steady state (trials/s) | vs ideal | end to end (trials/s) | vs ideal |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    table = [
+        "| engine | workers | trials | wall (s) | steady state (trials/s) | vs ideal | end to end (trials/s) | vs ideal "
+        "| chief CPU (ms/trial) | calls/trial | lost claims |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    counters = ChiefCounters()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         most = max(args.workers)
         engines: dict = {}
+        idle = []
         if "local" in args.engines:
             engines["n_jobs (local processes)"] = None
         if "ray" in args.engines:
-            for attempt in range(2):
-                try:  # Ray gives its node 30 s to start (hard-coded): a loaded machine may need another try
-                    ray.init(num_cpus=most, include_dashboard=False, log_to_driver=False)
-                    engines["Ray"] = lambda: Ray(num_cpus=1)
-                    break
-                except Exception as exc:  # noqa: BLE001
-                    ray.shutdown()
-                    failure = f"{type(exc).__name__}: {exc}"
+            import psutil
+
+            started, failure = _start_ray(ray, most)
+            if started is None:
+                lines.append(f"Ray could not start on this machine in this run ({failure}); its rows are missing.\n")
             else:
-                lines.insert(-2, f"Ray could not start on this machine in this run ({failure}); its rows are missing.\n")
+                if "resources" in started:
+                    engines["Ray"] = lambda: Ray(num_cpus=0, resources={"slot": 1})
+                    lines.append(f"Ray's node did not start with num_cpus={most} ({failure}); it ran with "
+                                 f"`ray.init(num_cpus=1, resources={{'slot': {most}}})`, each trial asking for one "
+                                 "slot.\n")
+                else:
+                    engines["Ray"] = lambda: Ray(num_cpus=1)
+                    lines.append(f"Ray: `ray.init(num_cpus={most}, include_dashboard=False)`"
+                                 + (f", after failed tries ({failure})" if failure else "") + ".\n")
+                ray_pids = [p.pid for p in psutil.Process().children()]
+                idle.append(f"Ray's processes (GCS, raylet, {most} idle workers, agents): "
+                            f"{_idle_cpu(ray_pids):.2f} cores")
         client, dask_processes = None, []
-        if "dask" in args.engines:
+        if any(e.startswith("dask") for e in args.engines):
             # The scheduler and the workers in processes of their own, as on a real cluster (a LocalCluster keeps
             # its scheduler in this process, where it would compete with the chief's gRPC server for the GIL).
             client, dask_processes = _dask_cluster(most)
-            engines["Dask"] = client
+            idle.append(f"Dask's processes (scheduler, {most} nannies in one process, {most} workers): "
+                        f"{_idle_cpu([p.pid for p in dask_processes]):.2f} cores")
+
+            def dask(lowest_first: bool):
+                def prepare():
+                    client.run(_claims_from_lowest, lowest_first)
+                    return client
+
+                return prepare
+
+            if "dask" in args.engines:
+                engines["Dask"] = dask(False)
+            if "dask-lowest-first" in args.engines:
+                engines["Dask, claims from the lowest (before)"] = dask(True)
+        if idle:
+            lines.append("CPU used by the engines' idle processes over 10 s before the rows (no search running; on "
+                         "2 cores): " + "; ".join(idle) + ".\n")
+        load_start = os.getloadavg()
         try:
-            lines += throughput_rows(engines, args.workers, args.trials_per_worker, root)
+            lines += table + throughput_rows(engines, args.workers, args.trials_per_worker, root, counters)
         finally:
             if client is not None:
                 client.close()
@@ -214,6 +342,8 @@ def main() -> None:
                 process.terminate()
                 process.wait(timeout=60)
             ray.shutdown()
+        load_end = os.getloadavg()
+        lines += ["", f"Load average at the first row: {load_start[0]:.1f}; after the last: {load_end[0]:.1f}."]
         lines += ["", f"## Cost per trial through the gRPC proxy: a free objective, {args.proxy_trials} trials, "
                       "algo='random'", "", "| run | trials | ms per trial |", "|---|---:|---:|"]
         lines += proxy_cost(args.proxy_trials, root)
@@ -222,6 +352,7 @@ def main() -> None:
                   "| mode | workers | trials | wall (s) | steady state (trials/s) | best loss |",
                   "|---|---:|---:|---:|---:|---:|"]
         lines += reproducible_cost(root)
+    lines += ["", f"Load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}."]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 
