@@ -173,8 +173,7 @@ class SearchPlan:
                 if trial is None:
                     break
                 with _heartbeat(study, trial):
-                    outcome = execute(study, trial, self.model, self.call_model, self.settings,
-                                      owned=trial._trial_id in claimed)
+                    outcome = execute(study, trial, self.model, self.call_model, self.settings)
             except BaseException as exc:
                 # Interrupted between claiming the trial and running it (or anywhere execute() did not close it):
                 # not the configuration's doing, so it runs again.

@@ -307,15 +307,10 @@ def execute(
     model: CompiledModel,
     call: Callable[[CompiledModel], Any],
     settings: TrialSettings,
-    owned: bool = False,
 ) -> TrialOutcome:
-    """Run ``trial``: ``call(model)`` calls the model with the data. Returns the outcome; the trial is told.
-
-    ``owned``: the caller recorded this process as the trial's owner when it took the trial (``claim``,
-    ``claim_ticket``), so the trial is not read back to check (one storage call less per trial: a round trip to
-    the chief for a worker behind its gRPC proxy)."""
+    """Run ``trial``: ``call(model)`` calls the model with the data. Returns the outcome; the trial is told."""
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
-    if not owned and trial.user_attrs.get(OWNER_ATTR) != worker_id():  # claim() records it; others need it too
+    if trial.user_attrs.get(OWNER_ATTR) != worker_id():  # claim() records it with the trial; others need it too
         trial.set_user_attr(OWNER_ATTR, worker_id())
     context = TrialContext(trial)
     context.pruning_enabled = settings.pruning
