@@ -44,7 +44,10 @@ def data():
 
     digits = load_digits()
     x = (digits.images / 16.0).astype("float32")[..., None]
-    return x[:1400], digits.target[:1400], x[1400:], digits.target[1400:]
+    # keras_memory_backends.py --train/--val: whole batches of 64 (a last, smaller batch costs JAX a second compile)
+    train = int(os.environ.get("HB_BENCH_TRAIN", "1400"))
+    val = 1400 + int(os.environ.get("HB_BENCH_VAL", "397"))
+    return x[:train], digits.target[:train], x[1400:val], digits.target[1400:val]
 
 
 def create_model(x_train, y_train, x_val, y_val):
@@ -68,8 +71,8 @@ def create_model(x_train, y_train, x_val, y_val):
     return {"loss": -accuracy, "model": model, "rss_start_mb": rss_at_start, "rss_end_mb": rss_mb(), "pid": os.getpid()}
 
 
-def run_search(trials: int, clean_up: bool) -> dict:
-    """One search in this process; returns the per-trial memory figures."""
+def run_search(trials: int, clean_up: bool, jobs: int = 1) -> dict:
+    """One search in this process (its trials in ``jobs`` workers when above 1); returns the per-trial figures."""
     global keras
     import keras
 
@@ -82,24 +85,27 @@ def run_search(trials: int, clean_up: bool) -> dict:
         result = hyperbrace.minimize(
             # prune=None: every trial trains to the end and reports its memory (a pruned trial returns nothing).
             create_model, data, max_evals=trials, seed=0, directory=runs, show_progress=False, prune=None,
+            n_jobs=jobs,
         )
         records = sorted(result.trials, key=lambda t: t.number)
-        failed = [t for t in records if t.state != "COMPLETE"]
-        if failed:
-            raise RuntimeError(f"trial {failed[0].number} did not complete: {failed[0].error}")
+        failed = [(t.number, str(t.error)) for t in records if t.state != "COMPLETE"]
+        records = [t for t in records if t.state == "COMPLETE"]
         return {
+            "failed": failed,
             "start": [t.extras["rss_start_mb"] for t in records],
             "end": [t.extras["rss_end_mb"] for t in records],
             "pids": [t.extras["pid"] for t in records],
             "seconds": [t.duration for t in records],
             "after_search": rss_mb(),
+            "search_pid": os.getpid(),
             "backend": keras.backend.backend(),
         }
 
 
-def measure(trials: int, clean_up: bool, env: dict | None = None) -> dict:
+def measure(trials: int, clean_up: bool, env: dict | None = None, jobs: int = 1) -> dict:
     """Run :func:`run_search` in a fresh Python process, so that the two variants don't share memory."""
-    command = [sys.executable, __file__, "--child", "--trials", str(trials)] + ([] if clean_up else ["--no-clean-up"])
+    command = [sys.executable, __file__, "--child", "--trials", str(trials), "--jobs", str(jobs)]
+    command += [] if clean_up else ["--no-clean-up"]
     done = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})})
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
@@ -134,12 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RESULTS), help="markdown file to write ('-': print it)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-clean-up", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--jobs", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(run_search(args.trials, clean_up=not args.no_clean_up)))
+        print(json.dumps(run_search(args.trials, clean_up=not args.no_clean_up, jobs=args.jobs)))
         return 0
 
     figures = {"clean": measure(args.trials, True), "raw": measure(args.trials, False)}
+    for variant in figures.values():
+        if variant["failed"]:
+            number, error = variant["failed"][0]
+            raise RuntimeError(f"trial {number} did not complete: {error}")
     import keras
     import torch
 
