@@ -91,10 +91,14 @@ def row(label: str, figures: dict | None, jobs: int) -> str:
     growth = growth_per_trial(figures)
     where = "search process" if in_search else f"{len(ran)} workers in turn" if jobs == 1 else f"{len(ran)} workers"
     trials = f"{len(start)}" + (f" (+{len(figures['failed'])} failed)" if figures["failed"] else "")
+    if figures.get("cut_short"):  # stopped by a deadline; figures read back from its journal (trials' attributes)
+        trials += " (stopped at the deadline)"
+    search = "n/a" if figures["after_search"] is None else f"{figures['after_search']:.0f}"
+    wall = "n/a" if figures["wall"] is None else f"{figures['wall']:.0f} s"
     return (f"| {label} | {trials} | {where} | {start[0]:.0f} / {start[-1]:.0f} / {max(start + end):.0f} | "
             f"{'n/a' if growth is None else f'{growth:+.2f}'} | {above_baseline(figures):+.0f} | "
-            f"{recycled if figures['recycling'] else 'off'} | {figures['after_search']:.0f} | "
-            f"{median(figures['seconds']):.2f} s | {figures['wall']:.0f} s |")
+            f"{recycled if figures['recycling'] else 'off'} | {search} | "
+            f"{median(figures['seconds']):.2f} s | {wall} |")
 
 
 def series(label: str, figures: dict | None) -> list[str]:
