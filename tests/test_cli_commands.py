@@ -307,6 +307,18 @@ def test_the_report_of_a_versioned_study_lists_its_versions_and_marks_reused_tri
     assert '<tr class="current"><td>2 (this report)</td>' in html and html.count('class="COMPLETE reused"') > 0
 
 
+def test_study_names_its_latest_version_and_name_at_vk_one_version(versioned, capsys):
+    directory, results = versioned
+    run = str(directory / "v")
+    bests = {}
+    for study in (None, "v", "v@v1", "v@v2", "v@v3"):
+        assert main(["best", run, "--format", "json", *(["--study", study] if study else [])]) == 0
+        bests[study] = json.loads(capsys.readouterr().out)
+    assert bests[None] == bests["v"] == bests["v@v3"]  # the study's name means its latest version, as with none
+    assert bests["v@v1"] != bests["v@v3"] and set(bests["v@v1"]) != set(bests["v@v3"])  # version 1 had no y
+    assert "there is no study 'v@v7'" in _fails(["best", run, "--study", "v@v7"], capsys)
+
+
 def test_rm_deletes_one_version_or_the_study_with_all_its_versions(versioned, tmp_path, capsys, monkeypatch):
     import shutil
 

@@ -62,7 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a run directory (hyperbrace-runs/<study>), its study.journal file, a study's name "
                              "under ./hyperbrace-runs, or a database URL (sqlite:///study.db, postgresql://...)")
     parser.add_argument("--storage", metavar="URL", help="a database URL (the same as giving it as RUN)")
-    parser.add_argument("--study", metavar="NAME", help="the study's name (needed when the storage holds several)")
+    parser.add_argument("--study", metavar="NAME",
+                        help="the study's name (needed when the storage holds several); a study whose space changed "
+                             "means its latest version: NAME@v1, NAME@v2, ... name one version")
 
 
 def open_storage(args: argparse.Namespace) -> tuple[optuna.storages.BaseStorage, Path | None, str, str | None]:
@@ -112,8 +114,13 @@ def open_target(args: argparse.Namespace) -> Target:
             which = f"pick one with --study: {', '.join(roots)}" if roots else "it holds none"
             raise UsageError(f"{description} holds {len(roots)} studies; {which}")
         name = latest_version_name(storage, roots[0])
+    elif name in roots:
+        name = latest_version_name(storage, name)  # a study's name means its latest version, as without --study
     elif name not in names:
-        raise UsageError(f"there is no study {name!r} in {description}; it holds: {', '.join(names) or 'none'}")
+        first = name.removesuffix("@v1")  # version 1 by number: its Optuna study carries the study's own name
+        if first == name or first not in roots:
+            raise UsageError(f"there is no study {name!r} in {description}; it holds: {', '.join(names) or 'none'}")
+        name = first
     if directory is None:
         directory = run_directory(next((s.user_attrs.get(ROOT_ATTR, name) for s in studies if s.study_name == name),
                                        name))
