@@ -22,9 +22,13 @@ setup: $(STAMP)
 # The whole suite. PostgreSQL (for the multi-machine tests) is installed and started on loopback, and Debian's
 # Chromium (for the report's browser tests) installed, when this machine allows it (root and Debian's packages);
 # otherwise those tests are skipped with the reason.
+# The tests run in parallel processes (pytest-xdist, one per core): most of the suite's wall time is spent waiting
+# for subprocesses (workers, engines, a browser) rather than computing, so two processes on two cores finish in
+# about half the time. TEST_JOBS=0 runs them in this process, one after another.
+TEST_JOBS ?= auto
 test: setup
 	bash scripts/install-browser.sh
-	bash scripts/test-postgres.sh run $(BIN)/python -m pytest -q
+	bash scripts/test-postgres.sh run $(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal --durations=15
 
 # Unit tests only (seconds).
 test-fast: setup
