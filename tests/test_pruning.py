@@ -132,6 +132,10 @@ def no_validation_model(x_train, y_train, x_val, y_val):
 
 @pytest.mark.slow
 def test_without_validation_data_it_warns_once_and_does_not_prune(tmp_path):
+    from hyperbrace.integrations.tracking import _wrap_keras_fit
+
+    keras_integration._wrap_fit()
+    _wrap_keras_fit()  # TensorBoard's fit wrapper around ours, as an earlier search with tensorboard=True leaves it
     with pytest.warns(PruningWarning) as warned:
         result = minimize(
             no_validation_model, data, max_evals=3, seed=0, prune=optuna.pruners.ThresholdPruner(upper=0.0),

@@ -265,7 +265,9 @@ def test_the_cli_shows_the_latest_version_and_lists_them(tmp_path, capsys):
     assert cli(["show", str(tmp_path / "s")]) == 0
     out = capsys.readouterr().out
     assert "Study 's@v2': 2 trials" in out and "version 1" in out and "s@v2" in out
-    assert cli(["show", str(tmp_path / "s"), "--study", "s"]) == 0
+    assert cli(["show", str(tmp_path / "s"), "--study", "s"]) == 0  # the study's name: its latest version
+    assert "Study 's@v2': 2 trials" in capsys.readouterr().out
+    assert cli(["show", str(tmp_path / "s"), "--study", "s@v1"]) == 0  # one version by its number
     assert "Study 's': 3 trials" in capsys.readouterr().out
 
 

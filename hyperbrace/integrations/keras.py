@@ -33,6 +33,7 @@ __all__ = ["PruningCallback", "is_model", "save", "load", "before_trial", "after
 # extras keys in the TrialContext (one context per trial, so the counts are per trial)
 _EPOCHS = "keras.epochs"  # epochs run by all fit() calls of the trial so far: the step reported to the pruner
 _IN_FIT = "keras.in_fit"  # a fit() running inside a fit() (e.g. from a callback) must not report twice
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # hyperbrace's own files
 
 
 def is_model(obj: Any) -> bool:
@@ -175,6 +176,15 @@ class PruningCallback(keras.callbacks.Callback):
 _wrap_lock = threading.Lock()
 
 
+def _user_call() -> tuple[str, int]:
+    """(file, line) of the user's ``fit`` call, where a warning should point: the first caller outside hyperbrace
+    (another of hyperbrace's ``fit`` wrappers, e.g. TensorBoard's, may stand between)."""
+    frame = sys._getframe(2)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+    return frame.f_code.co_filename, frame.f_lineno
+
+
 def _wrap_fit() -> None:
     """Wrap ``keras.Model.fit`` (once per process) so that fits inside a pruned trial get a PruningCallback."""
     with _wrap_lock:
@@ -192,8 +202,7 @@ def _wrap_fit() -> None:
             given = bound.arguments.get("callbacks")
             callback, callbacks = _with_pruning_callback(given, context, self)
             bound.arguments["callbacks"] = callbacks
-            caller = sys._getframe(1)  # the model function's fit call: where a warning should point
-            callback.called_from = (caller.f_code.co_filename, caller.f_lineno)
+            callback.called_from = _user_call()
             context.extras[_IN_FIT] = True
             try:
                 history = original(*bound.args, **bound.kwargs)
