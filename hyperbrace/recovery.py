@@ -42,7 +42,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 __all__ = [
     "OWNER_ATTR", "MAX_INTERRUPTIONS", "worker_id", "is_worker_alive", "claim", "release", "requeue",
-    "reap_dead_trials", "describe_exit", "oom_kills",
+    "reap_dead_trials", "describe_exit", "crash_signal_in_log", "oom_kills",
 ]
 
 OWNER_ATTR = "hb.worker"  #: the user attribute naming the process that runs a trial
@@ -233,6 +233,28 @@ def describe_exit(status: int, oom_rose: bool | None = None) -> str:
     return f"stopped by {name}"
 
 
+#: faulthandler's names for the crash signals ("Fatal Python error: Segmentation fault").
+_FAULTHANDLER_NAMES = {"Segmentation fault": signal.SIGSEGV, "Bus error": signal.SIGBUS, "Aborted": signal.SIGABRT,
+                       "Floating point exception": signal.SIGFPE, "Illegal instruction": signal.SIGILL}
+
+
+def crash_signal_in_log(log_text: str) -> int | None:
+    r"""The exit status (-signal) of a crash that faulthandler wrote into a trial's log, or None: a trial reaped by
+    another process than its worker's parent (which alone sees the exit status) still names its signal.
+
+    >>> describe_exit(crash_signal_in_log("about to crash\nFatal Python error: Segmentation fault\n\nThread 0x..."))
+    'crashed with SIGSEGV (a fault in native code)'
+    >>> crash_signal_in_log("an ordinary log") is None
+    True
+    """
+    for line in log_text.splitlines():
+        if line.startswith("Fatal Python error: "):
+            number = _FAULTHANDLER_NAMES.get(line.removeprefix("Fatal Python error: ").strip())
+            if number is not None:
+                return -int(number)
+    return None
+
+
 def _crashed(status: int | None, oom_rose: bool | None, log_text: str) -> bool:
     """Whether a death counts against ``retries`` (the configuration may have caused it)."""
     if "Fatal Python error" in log_text:
@@ -333,6 +355,8 @@ def _death(
         log_text = log_path.read_text(errors="replace") if log_path is not None else ""
     except OSError:
         log_text = ""
+    if status is None:
+        status = crash_signal_in_log(log_text)
     crashed = _crashed(status, oom_rose, log_text)
     if status is not None:
         how = describe_exit(status, oom_rose)
