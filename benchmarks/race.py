@@ -5,6 +5,8 @@ Tools (each runs one search on one task with one seed, in a fresh process, for `
 * ``hb-default``: hyperbrace with its defaults (``minimize(model, data, timeout=...)``, nothing else set);
 * ``hb-median``, ``hb-hyperband``: hyperbrace (TPE) with its other pruners (``hb-median`` is hyperbrace's
   default before this benchmark: TPE + ``prune="median"``);
+* ``hb-none`` (only when named in ``--tools``): hyperbrace's defaults with ``prune=None``, to measure what the default
+  pruning saves against full training with the same sampler;
 * ``hyperas``: the Hyperas way: hyperopt's TPE (``fmin(tpe.suggest)``, the engine Hyperas drives; Hyperas itself
   does not run on Keras 3), every trial trained to the end;
 * ``kt-hyperband``, ``kt-bayes``: KerasTuner 1.4 ``Hyperband`` (``max_epochs=EPOCHS, factor=3``) and
@@ -29,6 +31,11 @@ Run (about ``seeds × tasks × tools × (budget + 10 s)``; the default is about 
     .venv/bin/python benchmarks/race.py                          # writes benchmarks/results/race.md and race.svg
     .venv/bin/python benchmarks/race.py --seeds 1 --budget 20 --tools hb-default,hyperas   # smoke run
     .venv/bin/python benchmarks/race.py --report-only            # re-read benchmarks/results/race/*.jsonl
+    .venv/bin/python benchmarks/race.py --epochs 30 --budget 150 --tools hb-default,hb-none,hyperas  # the pruning
+    # race on 30-epoch trials: writes benchmarks/results/race-30-epochs.md and .svg
+
+Every report ends with the issue's goals, checked against its own table: the defaults' time and epochs ratios
+against 5x and 3x, and their margin over the best peer at 50% and 100% of the budget.
 """
 
 from __future__ import annotations
@@ -52,6 +59,11 @@ RESULTS = Path(__file__).parent / "results"
 RUNS = Path(os.environ.get("RACE_RUNS", RESULTS / "race"))
 TOOLS = ("hb-default", "hb-median", "hb-hyperband", "hyperas", "kt-hyperband", "kt-bayes",
          "optuna-median", "optuna-hyperband")
+#: Run only when named: ``hb-none`` is hyperbrace's defaults with ``prune=None`` (every trial trained to the end,
+#: the same ``algo="auto"``), the reference that isolates what the default pruning saves.
+EXTRA_TOOLS = ("hb-none",)
+#: Validation examples per task: one configuration's accuracy has a standard error of sqrt(p(1-p)/n).
+VAL_SIZES = {"cnn": 1594, "mlp": 4000}
 TASKS = ("cnn", "mlp")
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -205,7 +217,8 @@ def run_hyperbrace(task, data, seed, budget, prune, workdir):
             model, batch_size = build("mlp", values.__getitem__)
             return -train(model, batch_size, (x_train, y_train, x_val, y_val))
 
-    options = {} if prune == "default" else {"prune": prune, "algo": "tpe"}
+    options = ({} if prune == "default" else {"prune": None} if prune == "none"
+               else {"prune": prune, "algo": "tpe"})
     hyperbrace.minimize(create_model, lambda: data, max_evals=100_000, seed=seed, timeout=budget,
                         directory=workdir, show_progress=False, keep_models=0, **options)
 
@@ -372,13 +385,90 @@ def reach(run: dict, target: float) -> tuple[float, int] | None:
     return None
 
 
+def output_stem(epochs: int) -> str:
+    """``race`` for the standard 15-epoch race, ``race-30-epochs`` etc. for the others (kept side by side)."""
+    return "race" if epochs == 15 else f"race-{epochs}-epochs"
+
+
+def median(values) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def ratios(index: dict, task: str, tool: str, seeds, ref_tool: str = "hyperas") -> tuple[list, list, int]:
+    """Per seed: ``ref_tool``'s time (and epochs) to its final best divided by ``tool``'s to reach that accuracy
+    (0 where it never did), and how many seeds reached it."""
+    by_time, by_epochs, reached = [], [], 0
+    for seed in seeds:
+        run, ref = index.get((task, tool, seed)), index.get((task, ref_tool, seed))
+        if run is None or ref is None or not ref["trials"]:
+            continue
+        target = best_at(ref, 1.0)
+        ref_reach, got = reach(ref, target), reach(run, target)
+        if got is None:
+            by_time.append(0.0)
+            by_epochs.append(0.0)
+        else:
+            reached += 1
+            by_time.append(ref_reach[0] / max(got[0], 1e-3))
+            by_epochs.append(ref_reach[1] / max(got[1], 1))
+    return by_time, by_epochs, reached
+
+
+def goals(index: dict, task: str, tools: list[str], seeds: list[int]) -> list[str]:
+    """The issue's goals for ``task``, checked against this run: met or missed, and by how much."""
+    if not any((task, "hb-default", s) in index for s in seeds):
+        return []
+    lines = [f"Goals on `{task}` (hyperbrace's defaults, medians over {len(seeds)} seeds):", ""]
+    by_time, by_epochs, reached = ratios(index, task, "hb-default", seeds)
+    if by_time:
+        verdict = "met" if median(by_time) >= 5 else "missed"
+        lines.append(f"* reach the Hyperas way's final best in at most 1/5 of its time: {median(by_time):.2f}x "
+                     f"sooner ({verdict}; reached in {reached}/{len(by_time)} seeds)")
+        verdict = "met" if median(by_epochs) >= 3 else "missed"
+        lines.append(f"* pruning: at least 3x fewer epochs than full training (the Hyperas way) to reach its final "
+                     f"best: {median(by_epochs):.2f}x ({verdict})")
+    if any((task, "hb-none", s) in index for s in seeds):
+        _, none_epochs, none_reached = ratios(index, task, "hb-default", seeds, ref_tool="hb-none")
+        verdict = "met" if median(none_epochs) >= 3 else "missed"
+        lines.append(f"* pruning against full training with the same sampler (`hb-none`): {median(none_epochs):.2f}x "
+                     f"fewer epochs to reach its final best ({verdict}; reached in {none_reached}/"
+                     f"{len(none_epochs)} seeds)")
+    peers = [t for t in tools if not t.startswith("hb-")]
+    mine = [index[(task, "hb-default", s)] for s in seeds if (task, "hb-default", s) in index]
+    for fraction in (0.5, 1.0):
+        own = median([best_at(r, fraction) for r in mine])
+        scores = {t: median([best_at(index[(task, t, s)], fraction) for s in seeds if (task, t, s) in index])
+                  for t in peers}
+        if not scores:
+            continue
+        best_peer = max(scores, key=scores.get)
+        margin = 100 * (own - scores[best_peer])
+        # Paired by seed: the defaults against the best peer of that same seed.
+        paired = [best_at(index[(task, "hb-default", s)], fraction)
+                  - max(best_at(index[(task, t, s)], fraction) for t in peers if (task, t, s) in index)
+                  for s in seeds if (task, "hb-default", s) in index and any((task, t, s) in index for t in peers)]
+        wins = sum(d >= 0 for d in paired)
+        lines.append(f"* at {fraction:.0%} of the budget, at or above every peer: {own:.4f} against "
+                     f"{best_peer} {scores[best_peer]:.4f}, {margin:+.2f} points "
+                     f"({'met' if margin >= 0 else 'missed'}); at or above that seed's best peer in {wins}/"
+                     f"{len(paired)} seeds")
+    spread = [best_at(r, 1.0) for r in mine]
+    if len(spread) > 1:
+        p = median(spread)
+        lines.append(f"* noise: one configuration's accuracy has a standard error of "
+                     f"{100 * (p * (1 - p) / VAL_SIZES[task]) ** 0.5:.1f} points on this validation set; the "
+                     f"defaults' final best varies by {100 * statistics.stdev(spread):.1f} points (standard "
+                     "deviation) from seed to seed")
+    return lines + [""]
+
+
 def report(budget: float, epochs: int, command: str) -> str:
     from importlib.metadata import version
 
     runs = [r for p in sorted(RUNS.glob("*.jsonl")) if (r := read_run(p)) is not None]
     runs = [r for r in runs if r["budget"] == budget and r.get("epochs") == epochs
             and r.get("tasks_version", 1) == TASKS_VERSION]
-    tools = [t for t in TOOLS if any(r["tool"] == t for r in runs)]
+    tools = [t for t in TOOLS + EXTRA_TOOLS if any(r["tool"] == t for r in runs)]
     tasks = [t for t in TASKS if any(r["task"] == t for r in runs)]
     index = {(r["task"], r["tool"], r["seed"]): r for r in runs}
     loads = [r["load"] for r in runs]
@@ -386,8 +476,8 @@ def report(budget: float, epochs: int, command: str) -> str:
         "# Race: best validation accuracy against wall-clock time", "",
         f"Generated by `{command}`: Keras {version('keras')} (PyTorch {version('torch')} backend, CPU, 1 thread for "
         f"every tool), Optuna {version('optuna')}, hyperopt {version('hyperopt')}, KerasTuner {version('keras-tuner')},"
-        f" optuna-integration {version('optuna-integration')}, {epochs}-epoch trials, a {budget:.0f} s budget per run, tools interleaved per "
-        f"seed. Machine: a 2-core machine shared with other jobs; 1-minute load average at the runs' starts "
+        f" optuna-integration {version('optuna-integration')}, {epochs}-epoch trials, a {budget:.0f} s budget per "
+        f"run, tools interleaved per seed. Machine: a 2-core machine; 1-minute load average at the runs' starts "
         f"{min(loads):.1f}-{max(loads):.1f} (median {statistics.median(loads):.1f}): absolute times are noisy, so "
         "compare the ratios within one task and seed.", "",
         "Columns: median over seeds of the best validation accuracy at 25/50/100% of the budget; epochs trained in "
@@ -396,6 +486,7 @@ def report(budget: float, epochs: int, command: str) -> str:
         "`reached` = seeds in which the tool reached the hyperas run's final best within the budget. "
         "A seed that did not reach it counts as ratio 0 in the medians.", "",
     ]
+    summary = []
     for task in tasks:
         seeds = sorted({s for (t, _, s) in index if t == task})
         lines += [f"## Task `{task}`", "",
@@ -405,27 +496,12 @@ def report(budget: float, epochs: int, command: str) -> str:
             rows = [index[(task, tool, s)] for s in seeds if (task, tool, s) in index]
             if not rows:
                 continue
-            ratios_t, ratios_e, reached = [], [], 0
-            for r in rows:
-                ref = index.get((task, "hyperas", r["seed"]))
-                if ref is None or not ref["trials"]:
-                    continue
-                target = best_at(ref, 1.0)
-                ref_reach = reach(ref, target)
-                got = reach(r, target)
-                if got is None:
-                    ratios_t.append(0.0)
-                    ratios_e.append(0.0)
-                else:
-                    reached += 1
-                    ratios_t.append(ref_reach[0] / max(got[0], 1e-3))
-                    ratios_e.append(ref_reach[1] / max(got[1], 1))
-            med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
+            by_time, by_epochs, reached = ratios(index, task, tool, seeds)
             lines.append(
-                f"| {tool} | " + " | ".join(f"{med([best_at(r, f) for r in rows]):.4f}" for f in (0.25, 0.5, 1.0))
-                + f" | {med([r['epoch_log'][-1][1] if r['epoch_log'] else 0 for r in rows]):.0f}"
-                + f" | {med([len(r['trials']) for r in rows]):.0f} | {reached}/{len(rows)}"
-                + f" | {med(ratios_t):.2f} | {med(ratios_e):.2f} |"
+                f"| {tool} | " + " | ".join(f"{median([best_at(r, f) for r in rows]):.4f}" for f in (0.25, 0.5, 1.0))
+                + f" | {median([r['epoch_log'][-1][1] if r['epoch_log'] else 0 for r in rows]):.0f}"
+                + f" | {median([len(r['trials']) for r in rows]):.0f} | {reached}/{len(by_time)}"
+                + f" | {median(by_time):.2f} | {median(by_epochs):.2f} |"
             )
         lines += ["", "Per seed (best @100%, load at start):", "",
                   "| tool | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---" * (1 + len(seeds)) + "|"]
@@ -434,15 +510,18 @@ def report(budget: float, epochs: int, command: str) -> str:
                      if (task, tool, s) in index else "-" for s in seeds]
             lines.append(f"| {tool} | " + " | ".join(cells) + " |")
         lines.append("")
+        summary += goals(index, task, tools, seeds)
+    if summary:
+        lines += ["## The goals, checked", ""] + summary
     text = "\n".join(lines) + "\n"
-    (RESULTS / "race.md").write_text(text)
-    plot(index, tools, tasks, budget)
+    (RESULTS / f"{output_stem(epochs)}.md").write_text(text)
+    plot(index, tools, tasks, budget, epochs)
     return text
 
 
-def plot(index, tools, tasks, budget) -> None:
-    """benchmarks/results/race.svg: the median best-so-far accuracy over seeds against time, one panel a task
-    (plain SVG: no plotting library needed, and it shows on any code host)."""
+def plot(index, tools, tasks, budget, epochs=15) -> None:
+    """benchmarks/results/race.svg (race-30-epochs.svg, ...): the median best-so-far accuracy over seeds against
+    time, one panel a task (plain SVG: no plotting library needed, and it shows on any code host)."""
     import numpy as np
 
     colors = ["#d62728", "#ff7f0e", "#bcbd22", "#1f77b4", "#2ca02c", "#17becf", "#9467bd", "#8c564b", "#e377c2"]
@@ -488,12 +567,12 @@ def plot(index, tools, tasks, budget) -> None:
     total = len(tasks) * (width + 20)
     svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{total}" height="{height}" font-family="sans-serif">'
            '<rect width="100%" height="100%" fill="white"/>\n' + "\n".join(panels) + "\n</svg>\n")
-    (RESULTS / "race.svg").write_text(svg)
+    (RESULTS / f"{output_stem(epochs)}.svg").write_text(svg)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tools", default=",".join(TOOLS))
+    parser.add_argument("--tools", default=",".join(TOOLS), help=f"of {', '.join(TOOLS + EXTRA_TOOLS)}")
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0)
