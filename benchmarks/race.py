@@ -343,6 +343,7 @@ def run_child(tool: str, task: str, seed: int, budget: float, epochs: int, event
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                KERAS_BACKEND="torch", PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     events.unlink(missing_ok=True)
+    events.with_name(events.name + ".gz").unlink(missing_ok=True)
     log = open(events.with_suffix(".log"), "w")
     proc = subprocess.Popen([sys.executable, __file__, "--child", tool, "--task", task, "--seed", str(seed),
                              "--budget", str(budget), "--epochs", str(epochs), "--events", str(events)],
@@ -362,8 +363,25 @@ def run_child(tool: str, task: str, seed: int, budget: float, epochs: int, event
 # ---------------------------------------------------------------------------------------------------------------
 # Analysis
 
+def pack(events: Path) -> Path:
+    """Compress a finished run's events (``.jsonl.gz``: a tenth of the size, read back as is) and drop its log if
+    empty (a log with text holds the tool's errors and is kept)."""
+    import gzip
+
+    packed = events.with_name(events.name + ".gz")
+    packed.write_bytes(gzip.compress(events.read_bytes(), mtime=0))
+    events.unlink()
+    log = events.with_suffix(".log")
+    if log.exists() and log.stat().st_size == 0:
+        log.unlink()
+    return packed
+
+
 def read_run(path: Path) -> dict | None:
-    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    import gzip
+
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    events = [json.loads(line) for line in text.splitlines() if line.strip()]
     if not events or events[0]["kind"] != "start":
         return None
     start = events[0]
@@ -465,7 +483,8 @@ def goals(index: dict, task: str, tools: list[str], seeds: list[int]) -> list[st
 def report(budget: float, epochs: int, command: str) -> str:
     from importlib.metadata import version
 
-    runs = [r for p in sorted(RUNS.glob("*.jsonl")) if (r := read_run(p)) is not None]
+    paths = sorted([*RUNS.glob("*.jsonl"), *RUNS.glob("*.jsonl.gz")])
+    runs = [r for p in paths if (r := read_run(p)) is not None]
     runs = [r for r in runs if r["budget"] == budget and r.get("epochs") == epochs
             and r.get("tasks_version", 1) == TASKS_VERSION]
     tools = [t for t in TOOLS + EXTRA_TOOLS if any(r["tool"] == t for r in runs)]
@@ -601,7 +620,7 @@ def main() -> None:
             events = RUNS / f"{task}-{tool}-e{args.epochs}-b{args.budget:.0f}-s{seed}.jsonl"
             print(f"{time.strftime('%H:%M:%S')} seed {seed} {task} {tool} load {os.getloadavg()[0]:.1f}", flush=True)
             run_child(tool, task, seed, args.budget, args.epochs, events)
-            run = read_run(events)
+            run = read_run(pack(events)) if events.exists() else None
             if run:
                 print(f"   {task} {tool} seed {seed}: best {best_at(run, 1.0):.4f}, {len(run['trials'])} trials",
                       flush=True)
