@@ -178,7 +178,10 @@ def _epoch_logger():
         def on_epoch_end(self, epoch, logs=None):
             global _EPOCHS_DONE
             _EPOCHS_DONE += 1
-            _event(kind="epoch", val_acc=float((logs or {}).get("val_accuracy", 0.0)), epochs=_EPOCHS_DONE)
+            logs = logs or {}
+            # val_loss too: benchmarks/pruning_replay.py replays pruning on either metric.
+            _event(kind="epoch", val_acc=float(logs.get("val_accuracy", 0.0)),
+                   val_loss=float(logs.get("val_loss", "nan")), epochs=_EPOCHS_DONE)
 
     return EpochLogger()
 
