@@ -40,7 +40,9 @@ class EpochScaledASHA(optuna.pruners.SuccessiveHalvingPruner):
     judges everything after one epoch, which costs slow starters (SGD, low learning rates) their chance. Expected
     epochs per trial: about 1/3.5 (15 epochs) to 1/4.2 (30 epochs) of full training.
 
-    A full trial's length is learnt from the first completed trial; until one completes, nothing is pruned.
+    A full trial's length is learnt from the first completed trial; until one completes, nothing is pruned. A trial
+    that has reached that length is never pruned: its training is done, and pruning it would throw the work away
+    (with 9, 18, 27, ... epochs the last rung falls on the last epoch).
 
     >>> EpochScaledASHA().first_rung(15), EpochScaledASHA().first_rung(30), EpochScaledASHA().first_rung(5)
     (2, 3, 1)
@@ -48,18 +50,22 @@ class EpochScaledASHA(optuna.pruners.SuccessiveHalvingPruner):
 
     def __init__(self, reduction_factor: int = 3) -> None:
         super().__init__(min_resource="auto", reduction_factor=reduction_factor)
+        self._full_length: int | None = None
 
     @staticmethod
     def first_rung(epochs: int) -> int:
         return max(1, round(epochs / 9))
 
     def prune(self, study: optuna.Study, trial: Any) -> bool:
-        if self._min_resource is None:
+        if self._full_length is None:
             steps = [t.last_step for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
                      if t.last_step is not None]
             if not steps:
                 return False
-            self._min_resource = self.first_rung(max(steps))
+            self._full_length = max(steps)
+            self._min_resource = self.first_rung(self._full_length)
+        if trial.last_step is not None and trial.last_step >= self._full_length:
+            return False
         return super().prune(study, trial)
 
 

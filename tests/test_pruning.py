@@ -96,6 +96,30 @@ def test_prune_none_trains_every_trial_to_the_end(tmp_path):
     assert "Pruning" not in result.summary()
 
 
+class PruneFrom(optuna.pruners.BasePruner):
+    """Says "prune" at every epoch from ``step`` on."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def prune(self, study, trial) -> bool:
+        return trial.last_step >= self.step
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prune_from, epochs_trained, state", [
+    (3, 3, TrialState.PRUNED),  # asked at epoch 3: stopped there
+    (EPOCHS, EPOCHS, TrialState.COMPLETE),  # asked only after the last epoch: the training is done, keep it
+])
+def test_a_trial_is_never_pruned_after_its_last_epoch(tmp_path, prune_from, epochs_trained, state):
+    result = minimize(
+        keras_model, data, max_evals=1, algo=InOrder(config=["trains"]), prune=PruneFrom(prune_from),
+        directory=tmp_path, show_progress=False,
+    )
+    assert [t.state for t in result.study.trials] == [state]
+    assert dict(epochs_seen) == {0: epochs_trained}
+
+
 def metric_model(x_train, y_train, x_val, y_val):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([

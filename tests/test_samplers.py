@@ -137,6 +137,18 @@ def test_asha_learns_the_epochs_from_the_first_full_trial_and_judges_at_its_rung
     assert study.pruner._min_resource == 2
 
 
+def test_asha_never_prunes_a_trial_that_has_trained_to_the_end():
+    # 9 epochs: rungs at 1, 3 and 9, the last on the last epoch. A trial that is worst there has finished
+    # training all the same; pruning it then would throw the finished work away.
+    study = optuna.create_study(pruner=make_pruner("asha"))
+    assert run_trial(study, [1.0] * 9) == 9  # learns the length
+    assert run_trial(study, [0.5] * 8 + [2.0]) == 9
+    assert run_trial(study, [0.1] * 9) == 9
+    assert run_trial(study, [0.05] * 8 + [5.0]) == 9  # best at rungs 1 and 3, worst at epoch 9
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    assert run_trial(study, [3.0] * 9) == 1  # while earlier rungs still prune
+
+
 def test_median_pruner_compares_with_completed_trials_only():
     # Why the old default stalled: Optuna's median is taken over *completed* trials, the survivors. Pruned trials
     # never lower the bar, so it only rises as good trials complete, and new trials are pruned ever more often.

@@ -155,7 +155,8 @@ class PruningCallback(keras.callbacks.Callback):
         self._seen = True
         value = float(value)
         context.report(-value if self.direction == "max" else value, step)
-        if context.should_prune():
+        # After the fit's last epoch the training is done: pruning it then would only throw the model away.
+        if epoch + 1 < self.params.get("epochs", float("inf")) and context.should_prune():
             self.pruned_at = step
             self.model.stop_training = True
 

@@ -111,7 +111,9 @@ class _Pruning:
         value = float(value.item() if hasattr(value, "item") else value)
         step = self._offset + trainer.current_epoch + 1
         context.report(-value if self.direction == "max" else value, step)
-        if context.should_prune():
+        # After the fit's last epoch the training is done: pruning it then would only throw the model away.
+        last = trainer.max_epochs is not None and 0 < trainer.max_epochs <= trainer.current_epoch + 1
+        if not last and context.should_prune():
             self.pruned_at = step
             raise Pruned(f"pruned after epoch {step}: {self.metric} = {value:.6g}")
 
