@@ -5,8 +5,9 @@ Tools (each runs one search on one task with one seed, in a fresh process, for `
 * ``hb-default``: hyperbrace with its defaults (``minimize(model, data, timeout=...)``, nothing else set);
 * ``hb-median``, ``hb-hyperband``: hyperbrace (TPE) with its other pruners (``hb-median`` is hyperbrace's
   default before this benchmark: TPE + ``prune="median"``);
-* ``hb-none`` (only when named in ``--tools``): hyperbrace's defaults with ``prune=None``, to measure what the default
-  pruning saves against full training with the same sampler;
+* ``hb-none``, ``hb-acc`` (only when named in ``--tools``): hyperbrace's defaults with ``prune=None``, to measure
+  what the default pruning saves against full training with the same sampler; and with
+  ``prune_on="val_accuracy"``, pruning on the race's score instead of the default validation loss;
 * ``hyperas``: the Hyperas way: hyperopt's TPE (``fmin(tpe.suggest)``, the engine Hyperas drives; Hyperas itself
   does not run on Keras 3), every trial trained to the end;
 * ``kt-hyperband``, ``kt-bayes``: KerasTuner 1.4 ``Hyperband`` (``max_epochs=EPOCHS, factor=3``) and
@@ -60,8 +61,9 @@ RUNS = Path(os.environ.get("RACE_RUNS", RESULTS / "race"))
 TOOLS = ("hb-default", "hb-median", "hb-hyperband", "hyperas", "kt-hyperband", "kt-bayes",
          "optuna-median", "optuna-hyperband")
 #: Run only when named: ``hb-none`` is hyperbrace's defaults with ``prune=None`` (every trial trained to the end,
-#: the same ``algo="auto"``), the reference that isolates what the default pruning saves.
-EXTRA_TOOLS = ("hb-none",)
+#: the same ``algo="auto"``), the reference that isolates what the default pruning saves; ``hb-acc`` is the
+#: defaults judging trials by ``val_accuracy`` (the race's score) instead of the default ``prune_on="val_loss"``.
+EXTRA_TOOLS = ("hb-none", "hb-acc")
 #: Validation examples per task: one configuration's accuracy has a standard error of sqrt(p(1-p)/n).
 VAL_SIZES = {"cnn": 1594, "mlp": 4000}
 TASKS = ("cnn", "mlp")
@@ -221,7 +223,7 @@ def run_hyperbrace(task, data, seed, budget, prune, workdir):
             return -train(model, batch_size, (x_train, y_train, x_val, y_val))
 
     options = ({} if prune == "default" else {"prune": None} if prune == "none"
-               else {"prune": prune, "algo": "tpe"})
+               else {"prune_on": "val_accuracy"} if prune == "acc" else {"prune": prune, "algo": "tpe"})
     hyperbrace.minimize(create_model, lambda: data, max_evals=100_000, seed=seed, timeout=budget,
                         directory=workdir, show_progress=False, keep_models=0, **options)
 
