@@ -222,8 +222,8 @@ def run_hyperbrace(task, data, seed, budget, prune, workdir):
             model, batch_size = build("mlp", values.__getitem__)
             return -train(model, batch_size, (x_train, y_train, x_val, y_val))
 
-    options = ({} if prune == "default" else {"prune": None} if prune == "none"
-               else {"prune_on": "val_accuracy"} if prune == "acc" else {"prune": prune, "algo": "tpe"})
+    variants = {"default": {}, "none": {"prune": None}, "acc": {"prune_on": "val_accuracy"}}
+    options = variants.get(prune, {"prune": prune, "algo": "tpe"})
     hyperbrace.minimize(create_model, lambda: data, max_evals=100_000, seed=seed, timeout=budget,
                         directory=workdir, show_progress=False, keep_models=0, **options)
 
