@@ -6,6 +6,11 @@ every later Ctrl-C test of its process (its own ``KeyboardInterrupt`` never come
 ignored SIGINT). hyperbrace itself leaves the host process as it found it (``hyperbrace/_process_state.py``, tested
 in tests/test_faults.py); this guard catches what a test or a library did, names the test, and puts Python's
 handler back so that the next test starts clean.
+
+A suite started in the background (``make test &``, ``nohup``, some CI runners) inherits SIGINT *ignored* from its
+shell, and so would every process it starts: Python installs its ``KeyboardInterrupt`` handler only where SIGINT is
+not ignored, and an ignored signal stays ignored across ``exec``. The Ctrl-C tests would then wait for an interrupt
+that never comes. So the suite restores Python's handler once, here, before any test or child process starts.
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ import threading
 import warnings
 
 import pytest
+
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class SignalHandlerLeaked(UserWarning):
