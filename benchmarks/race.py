@@ -382,11 +382,25 @@ def pack(events: Path) -> Path:
     return packed
 
 
-def read_run(path: Path) -> dict | None:
+def run_files(directory: Path) -> list[Path]:
+    """A race's run files: packed (``.jsonl.gz``) or still being written (``.jsonl``)."""
+    return sorted([*directory.glob("*.jsonl"), *directory.glob("*.jsonl.gz")])
+
+
+def read_events(path: Path) -> list[dict]:
+    """The events of one run file, packed or not."""
     import gzip
 
     text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
-    events = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def read_run(path: Path) -> dict | None:
+    return run_summary(read_events(path))
+
+
+def run_summary(events: list[dict]) -> dict | None:
+    """A run's start event with its finished trials (time, score, epochs so far) and epoch log, within budget."""
     if not events or events[0]["kind"] != "start":
         return None
     start = events[0]
@@ -488,8 +502,7 @@ def goals(index: dict, task: str, tools: list[str], seeds: list[int]) -> list[st
 def report(budget: float, epochs: int, command: str) -> str:
     from importlib.metadata import version
 
-    paths = sorted([*RUNS.glob("*.jsonl"), *RUNS.glob("*.jsonl.gz")])
-    runs = [r for p in paths if (r := read_run(p)) is not None]
+    runs = [r for p in run_files(RUNS) if (r := read_run(p)) is not None]
     runs = [r for r in runs if r["budget"] == budget and r.get("epochs") == epochs
             and r.get("tasks_version", 1) == TASKS_VERSION]
     tools = [t for t in TOOLS + EXTRA_TOOLS if any(r["tool"] == t for r in runs)]
@@ -591,7 +604,8 @@ def plot(index, tools, tasks, budget, epochs=15) -> None:
             stroke = 3 if tool == "hb-default" else 1.5
             color = colors[i % len(colors)]
             parts.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="{stroke}"{dash}/>')
-            parts.append(f'<text x="{x0 + pad + plot_width + 8}" y="{pad + 14 + 13 * i}" font-size="10" fill="{color}">'
+            parts.append(f'<text x="{x0 + pad + plot_width + 8}" y="{pad + 14 + 13 * i}" font-size="10" '
+                         f'fill="{color}">'
                          f"{tool}</text>")
         panels.append("\n".join(parts))
     total = len(tasks) * (width + 20)
