@@ -5,9 +5,10 @@ Tools (each runs one search on one task with one seed, in a fresh process, for `
 * ``hb-default``: hyperbrace with its defaults (``minimize(model, data, timeout=...)``, nothing else set);
 * ``hb-median``, ``hb-hyperband``: hyperbrace (TPE) with its other pruners (``hb-median`` is hyperbrace's
   default before this benchmark: TPE + ``prune="median"``);
-* ``hb-none``, ``hb-acc`` (only when named in ``--tools``): hyperbrace's defaults with ``prune=None``, to measure
-  what the default pruning saves against full training with the same sampler; and with
-  ``prune_on="val_accuracy"``, pruning on the race's score instead of the default validation loss;
+* ``hb-none``, ``hb-loss``, ``hb-acc`` (only when named in ``--tools``): hyperbrace's defaults with
+  ``prune=None``, to measure what the default pruning saves against full training with the same sampler; with
+  ``prune_on="val_loss"`` (the default before ``prune_on="auto"``: pruning on the loss while the race scores
+  accuracy); and with ``prune_on="val_accuracy"`` named (what ``"auto"`` learns here by itself);
 * ``hyperas``: the Hyperas way: hyperopt's TPE (``fmin(tpe.suggest)``, the engine Hyperas drives; Hyperas itself
   does not run on Keras 3), every trial trained to the end;
 * ``kt-hyperband``, ``kt-bayes``: KerasTuner 1.4 ``Hyperband`` (``max_epochs=EPOCHS, factor=3``) and
@@ -61,9 +62,10 @@ RUNS = Path(os.environ.get("RACE_RUNS", RESULTS / "race"))
 TOOLS = ("hb-default", "hb-median", "hb-hyperband", "hyperas", "kt-hyperband", "kt-bayes",
          "optuna-median", "optuna-hyperband")
 #: Run only when named: ``hb-none`` is hyperbrace's defaults with ``prune=None`` (every trial trained to the end,
-#: the same ``algo="auto"``), the reference that isolates what the default pruning saves; ``hb-acc`` is the
-#: defaults judging trials by ``val_accuracy`` (the race's score) instead of the default ``prune_on="val_loss"``.
-EXTRA_TOOLS = ("hb-none", "hb-acc")
+#: the same ``algo="auto"``), the reference that isolates what the default pruning saves; ``hb-loss`` judges
+#: trials by ``val_loss`` (the default until ``prune_on="auto"``; the earlier ``hb-default`` runs were this), and
+#: ``hb-acc`` by ``val_accuracy`` named explicitly.
+EXTRA_TOOLS = ("hb-none", "hb-loss", "hb-acc")
 #: Validation examples per task: one configuration's accuracy has a standard error of sqrt(p(1-p)/n).
 VAL_SIZES = {"cnn": 1594, "mlp": 4000}
 TASKS = ("cnn", "mlp")
@@ -222,7 +224,8 @@ def run_hyperbrace(task, data, seed, budget, prune, workdir):
             model, batch_size = build("mlp", values.__getitem__)
             return -train(model, batch_size, (x_train, y_train, x_val, y_val))
 
-    variants = {"default": {}, "none": {"prune": None}, "acc": {"prune_on": "val_accuracy"}}
+    variants = {"default": {}, "none": {"prune": None}, "loss": {"prune_on": "val_loss"},
+                "acc": {"prune_on": "val_accuracy"}}
     options = variants.get(prune, {"prune": prune, "algo": "tpe"})
     hyperbrace.minimize(create_model, lambda: data, max_evals=100_000, seed=seed, timeout=budget,
                         directory=workdir, show_progress=False, keep_models=0, **options)
@@ -328,7 +331,7 @@ def child(args) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="race-"))
     _T0 = time.perf_counter()
     _event(kind="start", tool=args.tool, task=args.task, seed=args.seed, budget=args.budget, epochs=args.epochs,
-           load=os.getloadavg()[0], tasks_version=TASKS_VERSION)
+           load=os.getloadavg()[0], tasks_version=TASKS_VERSION, date=time.strftime("%Y-%m-%d"))
     tool = args.tool
     if tool.startswith("hb-"):
         run_hyperbrace(args.task, data, args.seed, args.budget, tool[3:], workdir)
@@ -499,6 +502,16 @@ def goals(index: dict, task: str, tools: list[str], seeds: list[int]) -> list[st
     return lines + [""]
 
 
+def _run_days(runs: list[dict], tools: list[str]) -> dict[str, list[str]]:
+    """Which tools' runs were made on which days (runs from before dates were recorded: "2026-11-27 or earlier"),
+    so that a table mixing sessions says so: ratios between tools are fairest within one session."""
+    days: dict[str, list[str]] = {}
+    for tool in tools:
+        for day in sorted({r.get("date", "2026-11-27 or earlier") for r in runs if r["tool"] == tool}):
+            days.setdefault(day, []).append(tool)
+    return days
+
+
 def report(budget: float, epochs: int, command: str) -> str:
     from importlib.metadata import version
 
@@ -522,6 +535,8 @@ def report(budget: float, epochs: int, command: str) -> str:
         "tool's time to reach that accuracy (>1: sooner), `epochs ratio` likewise in epochs; "
         "`reached` = seeds in which the tool reached the hyperas run's final best within the budget. "
         "A seed that did not reach it counts as ratio 0 in the medians.", "",
+        "Runs made on: " + "; ".join(
+            f"{', '.join(names)}: {day}" for day, names in sorted(_run_days(runs, tools).items())) + ".", "",
     ]
     summary = []
     for task in tasks:

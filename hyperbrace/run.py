@@ -12,12 +12,13 @@ from typing import Any
 import optuna
 
 from hyperbrace._arguments import check_evaluate_arguments, check_search_arguments
-from hyperbrace._context import TrialContext, active, monitored_metric
+from hyperbrace._context import TrialContext, active
 from hyperbrace.budget import counted_trials, may_be_best
 from hyperbrace.display import Progress, quiet_optuna_logs, space_table
 from hyperbrace.journal import StorageFullError, disk_full_error, is_disk_full
 from hyperbrace.metric import metric_of
 from hyperbrace.preflight import check_data_returns
+from hyperbrace.prune_on import check_prune_on
 from hyperbrace.result import SPACE_ATTR, SearchResult
 from hyperbrace.samplers import grid_space
 from hyperbrace.search import BUDGET_ATTR, SearchPlan, arguments_from, call_data, call_with_data
@@ -44,7 +45,7 @@ def minimize(
     n_jobs: int = 1,
     gpus: Sequence[int] | str | None = None,
     prune: Any = "asha",
-    prune_on: str | tuple[str, str] = "val_loss",
+    prune_on: str | tuple[str, str] = "auto",
     keep_models: int = 3,
     show_progress: bool = True,
     verbose: bool = False,
@@ -83,8 +84,10 @@ def minimize(
         prune: stop bad trials early: "asha" (default: successive halving from a ninth of the epochs on, see
             docs/search.md), "median", "hyperband", None (train every trial to the end), or an Optuna pruner. Keras fits report
             each epoch by themselves; other code calls ``hyperbrace.report`` and ``hyperbrace.should_prune``.
-        prune_on: the Keras metric reported to the pruner after each epoch (default "val_loss"). Its direction
-            follows from its name ("val_accuracy" is maximized); give it for other names: ("val_f1", "max").
+        prune_on: the Keras or Lightning metric reported to the pruner after each epoch. "auto" (default): the
+            validation metric that the model's returned loss is (``-acc`` with ``val_accuracy`` logged: it), learnt
+            from the first completed trial (:mod:`hyperbrace.prune_on`). Or a name, whose direction follows from it
+            ("val_accuracy" is maximized), or (name, "min" | "max") for other names: ("val_f1", "max").
         keep_models: how many of the best models to keep on disk.
         show_progress: show a progress bar and, at the end, a table of the best trials.
         verbose: also print each trial's output (it always goes to ``logs/trial-NNNNN.log``).
@@ -147,7 +150,7 @@ def minimize(
             import torch.utils.tensorboard  # noqa: F401
         except ImportError:
             raise ImportError("tensorboard=True writes with PyTorch's SummaryWriter: pip install torch tensorboard") from None
-    monitored_metric(prune_on)  # a wrong prune_on fails now, not in the first trial
+    check_prune_on(prune_on)  # a wrong prune_on fails now, not in the first trial
     compiled = compile_model(model)
     check_data_returns(compiled, data)  # data()'s returns against the model's parameters, before anything runs
     name = study_name or default_study_name(compiled)

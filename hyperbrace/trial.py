@@ -40,7 +40,7 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import TrialState
 
-from hyperbrace import integrations, model_files
+from hyperbrace import integrations, model_files, prune_on
 from hyperbrace._context import TrialContext, active
 from hyperbrace.recovery import OWNER_ATTR, release, requeue  # noqa: F401  (requeue: storage.py's import)
 from hyperbrace.metric import as_minimized
@@ -62,7 +62,8 @@ class TrialSettings:
     run_dir: Path
     keep_models: int = 3
     echo_output: bool = False  #: also print the trial's output (it always goes to its log file)
-    prune_on: str | tuple[str, str] = "val_loss"  #: the Keras metric pruned on: a name, or (name, "min" | "max")
+    #: the metric pruned on: "auto" (hyperbrace.prune_on), a name, or (name, "min" | "max")
+    prune_on: str | tuple[str, str] = "auto"
     pruning: bool = False
     #: An Optuna artifact store the best models are also uploaded to (workers whose run directory the chief cannot
     #: read; see :mod:`hyperbrace.artifacts`), or None.
@@ -432,6 +433,10 @@ def _run_and_record(
         return _finish(
             study, trial, context, TrialState.FAIL, None, started, error=f"failed: {reason}", error_key=reason
         )
+    # prune_on="auto": the first completed trial tells which logged metric its loss is (reported before the tell,
+    # while the trial still takes intermediate values); a warning about it points at the model's return line.
+    frame = _blame(model, context)
+    prune_on.settle(context, loss, where=(frame.filename, frame.lineno or 0))
     # The model is saved (if among the best) and then dropped: models are never kept across trials.
     model_path = _save_if_top(study, trial, model_obj, loss, settings) if model_obj is not None else None
     return _finish(study, trial, context, TrialState.COMPLETE, loss, started, model_path=model_path)

@@ -114,6 +114,7 @@ class PruneFrom(optuna.pruners.BasePruner):
 def test_a_trial_is_never_pruned_after_its_last_epoch(tmp_path, prune_from, epochs_trained, state):
     result = minimize(
         keras_model, data, max_evals=1, algo=InOrder(config=["trains"]), prune=PruneFrom(prune_from),
+        prune_on="val_loss",  # named: "auto" reports nothing before a trial has completed
         directory=tmp_path, show_progress=False,
     )
     assert [t.state for t in result.study.trials] == [state]
@@ -169,7 +170,8 @@ def test_without_validation_data_it_warns_once_and_does_not_prune(tmp_path):
     messages = [str(w.message) for w in ours]
     assert len(messages) == 1
     assert ours[0].filename == __file__  # it points at the model function's fit call
-    assert "'val_loss'" in messages[0] and "validation_data" in messages[0] and "loss" in messages[0]
+    assert "a validation metric" in messages[0] and "validation_data" in messages[0]
+    assert "(fit logged: loss)" in messages[0] and "prune_on=" in messages[0]
     # Every loss is above the threshold, yet nothing is pruned: there was nothing to judge.
     assert [t.state for t in result.study.trials] == [TrialState.COMPLETE] * 3
     assert dict(epochs_seen) == {0: 2, 1: 2, 2: 2}

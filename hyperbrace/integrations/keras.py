@@ -2,7 +2,8 @@
 
 Pruning needs no change to the model code. While a trial of a search with ``prune=...`` runs, every
 ``Model.fit`` gets one more callback, :class:`PruningCallback`, which reports the monitored metric
-(``minimize(prune_on=...)``, ``"val_loss"`` by default) to the pruner after each epoch. When the pruner judges the
+(``minimize(prune_on=...)``; by default the validation metric the model's returned loss turns out to be, see
+:mod:`hyperbrace.prune_on`) to the pruner after each epoch. When the pruner judges the
 trial hopeless, the callback stops training at the end of that epoch and ``fit`` raises :class:`hyperbrace.Pruned`,
 so the trial is recorded as pruned with its last reported value.
 
@@ -23,7 +24,8 @@ from typing import Any
 
 import keras
 
-from hyperbrace._context import Pruned, TrialContext, current_trial, monitored_metric
+from hyperbrace import prune_on as _prune_on
+from hyperbrace._context import Pruned, TrialContext, current_trial
 
 FRAMEWORK = "keras"
 SUFFIX = ".keras"
@@ -122,24 +124,39 @@ class PruningCallback(keras.callbacks.Callback):
                   callbacks=[PruningCallback(("val_auc", "max"))])
 
     A callback given this way replaces the automatic one for that ``fit``. ``metric`` takes the forms of
-    ``minimize(prune_on=...)``: a name whose direction is clear (``"val_loss"``, ``"val_accuracy"``), or
+    ``minimize(prune_on=...)``: ``"auto"`` (the validation metric the model's loss is, learnt from the first
+    completed trial), a name whose direction is clear (``"val_loss"``, ``"val_accuracy"``), or
     ``(name, "min" | "max")``. Higher-is-better metrics are reported negated, as the search minimizes.
 
     >>> PruningCallback("val_accuracy").direction
     'max'
     """
 
-    def __init__(self, metric: str | tuple[str, str] = "val_loss") -> None:
+    def __init__(self, metric: str | tuple[str, str] = _prune_on.AUTO) -> None:
         super().__init__()
-        self.metric, self.direction = monitored_metric(metric)
+        _prune_on.check_prune_on(metric)
+        self.prune_on = metric
+        self.watch = _prune_on.MetricWatch(None, metric)  # the trial's own watch from on_train_begin on
         self.pruned_at: int | None = None  #: the trial's epoch (counted over all its fits) at which it was pruned
         self.called_from: tuple[str, int] | None = None  #: the user's fit call (file, line), for warnings
         self._seen = False
         self._context: TrialContext | None = None
 
+    @property
+    def metric(self) -> str:
+        """The watched metric's name (``"auto"`` until it is known)."""
+        return self.watch.name
+
+    @property
+    def direction(self) -> str | None:
+        """``"min"`` or ``"max"`` (``None`` until ``"auto"`` knows its metric)."""
+        return self.watch.metric[1] if self.watch.metric else None
+
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         # Keras runs callbacks in the thread that called fit, where the trial's context is current.
         self._context = current_trial()
+        if self._context is not None:
+            self.watch = _prune_on.watch(self._context, self.prune_on)
         self._seen = False
         self.pruned_at = None
 
@@ -149,14 +166,9 @@ class PruningCallback(keras.callbacks.Callback):
             return
         # Count every epoch, reported or not, so steps stay "epochs trained" even with validation_freq > 1.
         context.extras[_EPOCHS] = step = context.extras.get(_EPOCHS, 0) + 1
-        value = (logs or {}).get(self.metric)
-        if value is None:
-            return
-        self._seen = True
-        value = float(value)
-        context.report(-value if self.direction == "max" else value, step)
-        # After the fit's last epoch the training is done: pruning it then would only throw the model away.
-        if epoch + 1 < self.params.get("epochs", float("inf")) and context.should_prune():
+        self._seen = self._seen or self.watch.finds_metric_in(logs or {})
+        last = epoch + 1 >= self.params.get("epochs", float("inf"))
+        if self.watch.observe(step, logs or {}, last=last):
             self.pruned_at = step
             self.model.stop_training = True
 
@@ -165,11 +177,13 @@ class PruningCallback(keras.callbacks.Callback):
         if context is None or self._seen or self.pruned_at is not None:
             return
         available = ", ".join(sorted(logs or {})) or "none"
+        what = ("a validation metric, which prune_on='auto' judges trials by" if self.watch.metric is None
+                else f"{self.metric!r}, the metric the pruner watches")
         context.warn_once(
             f"keras-metric:{self.metric}",
-            f"pruning is off: Model.fit never logged {self.metric!r}, the metric the pruner watches (fit logged: "
-            f"{available}). Give fit validation data (validation_data=... or validation_split=...), choose a "
-            "logged metric with minimize(prune_on=...), or turn pruning off with minimize(prune=None).",
+            f"pruning is off: Model.fit never logged {what} (fit logged: {available}). Give fit validation data "
+            "(validation_data=... or validation_split=...), choose a logged metric with minimize(prune_on=...), "
+            "or turn pruning off with minimize(prune=None).",
             where=self.called_from,
         )
 
@@ -212,8 +226,8 @@ def _wrap_fit() -> None:
                 if isinstance(given, keras.callbacks.CallbackList) and callback in given.callbacks:
                     given.callbacks.remove(callback)  # the user's list, borrowed for this fit only
             if callback.pruned_at is not None:
-                last = context.last_value
-                shown = "nan" if last is None else f"{-last if callback.direction == 'max' else last:.6g}"
+                last = callback.watch.last_value
+                shown = "nan" if last is None else f"{last:.6g}"
                 raise Pruned(f"pruned after epoch {callback.pruned_at}: {callback.metric} = {shown}")
             return history
 
@@ -227,7 +241,7 @@ def _with_pruning_callback(given: Any, context: TrialContext, model: keras.Model
     existing = next((c for c in listed if isinstance(c, PruningCallback)), None)
     if existing is not None:
         return existing, given
-    callback = PruningCallback(context.extras.get("prune_on", "val_loss"))
+    callback = PruningCallback(context.extras.get("prune_on", _prune_on.AUTO))
     if isinstance(given, keras.callbacks.CallbackList):  # fit uses a CallbackList as it is: add ours to it
         callback.set_model(model)
         callback.set_params(given.params)

@@ -5,7 +5,8 @@ What a trial that calls ``Trainer.fit`` gets, with no change to the model code:
 * **Pruning.** In a search with ``prune=...``, every ``Trainer.fit`` gets one more callback,
   :class:`PruningCallback`, which does what Optuna's ``PyTorchLightningPruningCallback`` (optuna-integration) does
   without the user writing it: after each validation run (not the sanity check) it reports the monitored metric
-  (``minimize(prune_on=...)``, ``"val_loss"`` by default: what ``self.log("val_loss", ...)`` logs) to the pruner,
+  (``minimize(prune_on=...)``; by default the validation metric, e.g. what ``self.log("val_acc", ...)`` logs, that
+  the model's returned loss turns out to be: :mod:`hyperbrace.prune_on`) to the pruner,
   and raises :class:`hyperbrace.Pruned` when the pruner judges the trial hopeless. The user's callbacks are kept;
   a fit whose trainer already has a pruning callback (this one, or optuna-integration's) gets no second one.
   Steps are epochs trained by the trial (counted over all its fits), as for Keras.
@@ -32,7 +33,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from hyperbrace._context import Pruned, TrialContext, current_trial, monitored_metric
+from hyperbrace import prune_on as _prune_on
+from hyperbrace._context import Pruned, TrialContext, current_trial
 from hyperbrace.integrations import torch as _torch
 
 FRAMEWORK = "lightning"
@@ -85,13 +87,25 @@ def after_trial(context: TrialContext) -> None:
 class _Pruning:
     """What the pruning callback does; mixed into each Lightning package's ``Callback`` class below."""
 
-    def __init__(self, metric: str | tuple[str, str] = "val_loss") -> None:
+    def __init__(self, metric: str | tuple[str, str] = _prune_on.AUTO) -> None:
         super().__init__()
-        self.metric, self.direction = monitored_metric(metric)
+        _prune_on.check_prune_on(metric)
+        self.prune_on = metric
+        self.watch = _prune_on.MetricWatch(None, metric)  # the trial's own watch from on_fit_start on
         self.pruned_at: int | None = None  #: the trial's epoch (counted over all its fits) at which it was pruned
         self._seen = False
         self._offset = 0
         self._context: TrialContext | None = None
+
+    @property
+    def metric(self) -> str:
+        """The watched metric's name (``"auto"`` until it is known)."""
+        return self.watch.name
+
+    @property
+    def direction(self) -> str | None:
+        """``"min"`` or ``"max"`` (``None`` until ``"auto"`` knows its metric)."""
+        return self.watch.metric[1] if self.watch.metric else None
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         # Lightning runs hooks in the thread that called fit, where the trial's context is current.
@@ -99,23 +113,21 @@ class _Pruning:
         self._seen = False
         self.pruned_at = None
         self._offset = self._context.extras.get(_EPOCHS, 0) if self._context is not None else 0
+        if self._context is not None:
+            self.watch = _prune_on.watch(self._context, self.prune_on)
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         context = self._context
         if context is None or trainer.sanity_checking:
             return  # the sanity check validates an untrained model: not an epoch's result
-        value = trainer.callback_metrics.get(self.metric)
-        if value is None:
-            return
-        self._seen = True
-        value = float(value.item() if hasattr(value, "item") else value)
+        logs = dict(trainer.callback_metrics)
+        self._seen = self._seen or self.watch.finds_metric_in(logs)
         step = self._offset + trainer.current_epoch + 1
-        context.report(-value if self.direction == "max" else value, step)
         # After the fit's last epoch the training is done: pruning it then would only throw the model away.
         last = trainer.max_epochs is not None and 0 < trainer.max_epochs <= trainer.current_epoch + 1
-        if not last and context.should_prune():
+        if self.watch.observe(step, logs, last=last):
             self.pruned_at = step
-            raise Pruned(f"pruned after epoch {step}: {self.metric} = {value:.6g}")
+            raise Pruned(f"pruned after epoch {step}: {self.metric} = {self.watch.last_value:.6g}")
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         self._finish(trainer)
@@ -131,11 +143,15 @@ class _Pruning:
         if self._seen or self.pruned_at is not None or trainer.sanity_checking:
             return
         logged = ", ".join(sorted(trainer.callback_metrics)) or "none"
+        if self.watch.metric is None:
+            what, example = "a validation metric, which prune_on='auto' judges trials by", "'val_loss'"
+        else:
+            what, example = f"{self.metric!r}, the metric the pruner watches", repr(self.metric)
         context.warn_once(
             f"lightning-metric:{self.metric}",
-            f"pruning is off: Trainer.fit never logged {self.metric!r}, the metric the pruner watches (logged: "
-            f"{logged}). Log it in validation_step (self.log({self.metric!r}, loss)), choose a logged metric with "
-            "minimize(prune_on=...), or turn pruning off with minimize(prune=None).",
+            f"pruning is off: Trainer.fit never logged {what} (logged: {logged}). Log it in validation_step "
+            f"(self.log({example}, loss)), choose a logged metric with minimize(prune_on=...), or turn pruning off "
+            "with minimize(prune=None).",
         )
 
 
@@ -152,7 +168,7 @@ def _callback_class(package: Any) -> type:
     return _classes[name]
 
 
-def PruningCallback(metric: str | tuple[str, str] = "val_loss") -> Any:  # noqa: N802  (used as a class)
+def PruningCallback(metric: str | tuple[str, str] = "auto") -> Any:  # noqa: N802  (used as a class)
     """A callback that reports ``metric`` after each validation run and prunes; hyperbrace adds one by itself.
 
     For a trainer that should report another metric than ``minimize(prune_on=...)``, pass one explicitly
@@ -194,7 +210,7 @@ def _wrap_fit(package: Any) -> None:
                 return original(self, *args, **kwargs)
             added = None
             if context.pruning_enabled and not _has_pruning(self.callbacks):
-                added = callback_class(context.extras.get("prune_on", "val_loss"))
+                added = callback_class(context.extras.get("prune_on", _prune_on.AUTO))
                 self.callbacks.append(added)
             main_thread = threading.current_thread() is threading.main_thread()
             sigint = signal.getsignal(signal.SIGINT) if main_thread else None

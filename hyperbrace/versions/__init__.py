@@ -54,6 +54,7 @@ from optuna.distributions import check_distribution_compatibility, json_to_distr
 
 from hyperbrace.budget import budget_lock, count_used, is_reused, may_be_best
 from hyperbrace.metric import METRIC_ATTR
+from hyperbrace.prune_on import PRUNE_ON_ATTR
 from hyperbrace.samplers import AutoSampler
 from hyperbrace.versions.fingerprint import (
     LEGACY_ATTR, SPACE_ATTR, Change, Param, changes, space_from_json, space_of, space_to_json,
@@ -258,6 +259,8 @@ def open_version(plan: SearchPlan, on_space_change: str = "reuse") -> tuple[Sear
         _record(study, root, number, space, found)
         if METRIC_ATTR in latest.user_attrs:  # a maximize() search: the new version maximizes the same metric
             study.set_user_attr(METRIC_ATTR, latest.user_attrs[METRIC_ATTR])
+        if PRUNE_ON_ATTR in latest.user_attrs:  # the metric prune_on="auto" learnt: the model returns the same one
+            study.set_user_attr(PRUNE_ON_ATTR, latest.user_attrs[PRUNE_ON_ATTR])
         note = "nothing reused (on_space_change='fresh')"
         if on_space_change == "reuse":
             run_dir = plan.storage.run_dir
