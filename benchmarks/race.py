@@ -318,8 +318,6 @@ def run_optuna(task, data, seed, budget, pruner_name, workdir):
 def child(args) -> None:
     """One tool on one task with one seed: append events to args.events until killed (or done)."""
     global _EVENTS, _T0, EPOCHS
-    import tempfile
-
     import torch
 
     torch.set_num_threads(1)
@@ -328,7 +326,7 @@ def child(args) -> None:
     EPOCHS = args.epochs
     data = load_data(args.task)
     _EVENTS = open(args.events, "a")
-    workdir = Path(tempfile.mkdtemp(prefix="race-"))
+    workdir = Path(args.workdir)
     _T0 = time.perf_counter()
     _event(kind="start", tool=args.tool, task=args.task, seed=args.seed, budget=args.budget, epochs=args.epochs,
            load=os.getloadavg()[0], tasks_version=TASKS_VERSION, date=time.strftime("%Y-%m-%d"))
@@ -347,14 +345,22 @@ def child(args) -> None:
 
 
 def run_child(tool: str, task: str, seed: int, budget: float, epochs: int, events: Path) -> None:
-    """Start one tool's process, wait for its start event, give it `budget` seconds, then kill it."""
+    """Start one tool's process, wait for its start event, give it `budget` seconds, then kill it.
+
+    The child works in a temporary directory made here and removed here: killed at the budget's end, it cannot
+    clean up after itself."""
+    import shutil
+    import tempfile
+
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                KERAS_BACKEND="torch", PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     events.unlink(missing_ok=True)
     events.with_name(events.name + ".gz").unlink(missing_ok=True)
+    workdir = tempfile.mkdtemp(prefix="race-")
     log = open(events.with_suffix(".log"), "w")
     proc = subprocess.Popen([sys.executable, __file__, "--child", tool, "--task", task, "--seed", str(seed),
-                             "--budget", str(budget), "--epochs", str(epochs), "--events", str(events)],
+                             "--budget", str(budget), "--epochs", str(epochs), "--events", str(events),
+                             "--workdir", workdir],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
     started = None
     while proc.poll() is None:
@@ -366,6 +372,7 @@ def run_child(tool: str, task: str, seed: int, budget: float, epochs: int, event
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -643,6 +650,7 @@ def main() -> None:
     parser.add_argument("--task")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--events")
+    parser.add_argument("--workdir")
     args = parser.parse_args()
     if args.child:
         args.tool = args.child

@@ -39,7 +39,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from hyperbrace._context import PruningWarning, monitored_metric
+from hyperbrace._context import monitored_metric
 
 if TYPE_CHECKING:
     from hyperbrace._context import TrialContext

@@ -20,6 +20,7 @@ from hyperbrace import integrations, model_files
 from hyperbrace.budget import REUSED_ATTR, is_reused, may_be_best
 from hyperbrace.display import space_table, state_counts, trial_label, trials_table
 from hyperbrace.metric import metric_of
+from hyperbrace.prune_on import PRUNE_ON_ATTR
 from hyperbrace.versions import StudyVersion, root_name, study_versions
 
 __all__ = ["SearchResult", "TrialRecord", "SearchSpace", "SPACE_ATTR"]
@@ -206,6 +207,9 @@ class SearchResult:
             head += f", and {len(everything) - len(trials)} reused from earlier versions"
         saved = _pruning_savings(trials)
         if saved:
+            learnt = self.study.user_attrs.get(PRUNE_ON_ATTR)
+            if isinstance(learnt, dict):  # which metric prune_on="auto" judged by: worth seeing beside its effect
+                saved += f" Judged by {learnt.get('name')} (prune_on='auto', learnt from trial {learnt.get('trial')})."
             head += f"\n{saved}"
         table = trials_table(everything, top, metric)
         done = sum(1 for t in everything if may_be_best(t))
