@@ -44,7 +44,10 @@ from hyperbrace._context import monitored_metric
 if TYPE_CHECKING:
     from hyperbrace._context import TrialContext
 
-__all__ = ["AUTO", "PRUNE_ON_ATTR", "MetricWatch", "watch", "settle", "identify", "check_prune_on", "learnt"]
+__all__ = [
+    "AUTO", "PRUNE_ON_ATTR", "MetricWatch", "WatchingCallback", "watch", "settle", "identify", "check_prune_on",
+    "learnt",
+]
 
 AUTO = "auto"
 PRUNE_ON_ATTR = "hyperbrace.prune_on"  #: study user attribute: the metric "auto" learnt, and from which trial
@@ -228,6 +231,22 @@ class MetricWatch:
             return False
         self.context.report(-value if direction == "max" else value, step)
         return ask and self.context.should_prune()
+
+
+class WatchingCallback:
+    """What the Keras and Lightning pruning callbacks show of their :class:`MetricWatch` (``self.watch``)."""
+
+    watch: MetricWatch
+
+    @property
+    def metric(self) -> str:
+        """The watched metric's name (``"auto"`` until it is known)."""
+        return self.watch.name
+
+    @property
+    def direction(self) -> str | None:
+        """``"min"`` or ``"max"`` (``None`` until ``"auto"`` knows its metric)."""
+        return self.watch.metric[1] if self.watch.metric else None
 
 
 def _numbers(logs: Mapping[str, Any]) -> dict[str, float]:

@@ -14,13 +14,13 @@ import keras  # noqa: E402
 import optuna  # noqa: E402
 import pytest  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
 
 from hyperbrace import choice, minimize  # noqa: E402,F401
 from hyperbrace._context import PruningWarning, TrialContext  # noqa: E402
 from hyperbrace.prune_on import PRUNE_ON_ATTR, MetricWatch, identify, settle, watch  # noqa: E402
 from hyperbrace.versions import SpaceChanged  # noqa: E402
 from helpers.in_order import InOrder  # noqa: E402
+from helpers.keras_models import small_classifier, small_digits  # noqa: E402
 
 EPOCHS = 4
 
@@ -134,21 +134,12 @@ def test_a_named_metric_is_reported_from_the_first_epoch_of_the_first_trial():
 
 # -- real Keras searches ----------------------------------------------------------------------------------------
 
-def data():
-    x, y = load_digits(return_X_y=True)
-    x = (x / 16.0).astype("float32")
-    return x[:200], y[:200], x[200:300], y[200:300]
+data = small_digits
 
 
 def accuracy_model(x_train, y_train, x_val, y_val):
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax"),
-    ])
     # "frozen" learns nothing (learning rate 0): after one epoch its accuracy is far under a trained model's.
-    learning_rate = {"trains": 0.01, "frozen": 0.0}[{{choice(["trains", "frozen"], name="config")}}]
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model = small_classifier({"trains": 0.01, "frozen": 0.0}[{{choice(["trains", "frozen"], name="config")}}])
     history = model.fit(x_train, y_train, epochs=EPOCHS, verbose=0, validation_data=(x_val, y_val))
     # The Hyperas article's way: minus the validation accuracy (here the best epoch's).
     return {"loss": -max(history.history["val_accuracy"]), "accuracies": history.history["val_accuracy"]}
@@ -182,14 +173,8 @@ def test_a_model_returning_minus_its_accuracy_is_pruned_on_its_accuracy(tmp_path
 
 
 def accuracy_model_wider(x_train, y_train, x_val, y_val):
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax"),
-    ])
-    learning_rate = {"trains": 0.01, "frozen": 0.0, "slow": 0.001}[
-        {{choice(["trains", "frozen", "slow"], name="config")}}]
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model = small_classifier({"trains": 0.01, "frozen": 0.0, "slow": 0.001}[
+        {{choice(["trains", "frozen", "slow"], name="config")}}])
     history = model.fit(x_train, y_train, epochs=2, verbose=0, validation_data=(x_val, y_val))
     return -history.history["val_accuracy"][-1]
 

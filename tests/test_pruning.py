@@ -16,7 +16,6 @@ import optuna  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
 
 import hyperbrace  # noqa: E402
 from hyperbrace import STATUS_OK, choice, minimize  # noqa: E402,F401
@@ -25,25 +24,17 @@ from hyperbrace.integrations import keras as keras_integration  # noqa: E402
 from hyperbrace.samplers import make_pruner  # noqa: E402
 from helpers.in_order import InOrder  # noqa: E402
 from helpers.keras_models import CountEpochs, epochs_seen  # noqa: E402  (the user's own callback)
+from helpers.keras_models import small_classifier, small_digits  # noqa: E402
 
 EPOCHS = 4
 
 
-def data():
-    x, y = load_digits(return_X_y=True)
-    x = (x / 16.0).astype("float32")
-    return x[:200], y[:200], x[200:300], y[200:300]
+data = small_digits
 
 
 def keras_model(x_train, y_train, x_val, y_val):
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax"),
-    ])
     # "frozen" learns nothing (learning rate 0): after one epoch its val_loss is far above a trained model's.
-    learning_rate = {"trains": 0.01, "frozen": 0.0}[{{choice(["trains", "frozen"], name="config")}}]
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model = small_classifier({"trains": 0.01, "frozen": 0.0}[{{choice(["trains", "frozen"], name="config")}}])
     # The user's callbacks given positionally (the 6th parameter of fit): they must keep working.
     history = model.fit(x_train, y_train, 32, EPOCHS, 0, [CountEpochs()], validation_data=(x_val, y_val))
     return {"loss": history.history["val_loss"][-1], "status": STATUS_OK, "epochs": len(history.history["loss"])}

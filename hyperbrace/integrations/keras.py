@@ -114,7 +114,7 @@ def _keras_was_used() -> bool:
     return bool(set(vars(GLOBAL_STATE_TRACKER)) - {"nnx_enabled"})
 
 
-class PruningCallback(keras.callbacks.Callback):
+class PruningCallback(_prune_on.WatchingCallback, keras.callbacks.Callback):
     """Reports ``metric`` after every epoch to the running trial, and stops training when the pruner says so.
 
     hyperbrace adds it to every ``fit`` of a pruned search by itself; it is public for code that builds its own
@@ -141,16 +141,6 @@ class PruningCallback(keras.callbacks.Callback):
         self.called_from: tuple[str, int] | None = None  #: the user's fit call (file, line), for warnings
         self._seen = False
         self._context: TrialContext | None = None
-
-    @property
-    def metric(self) -> str:
-        """The watched metric's name (``"auto"`` until it is known)."""
-        return self.watch.name
-
-    @property
-    def direction(self) -> str | None:
-        """``"min"`` or ``"max"`` (``None`` until ``"auto"`` knows its metric)."""
-        return self.watch.metric[1] if self.watch.metric else None
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         # Keras runs callbacks in the thread that called fit, where the trial's context is current.

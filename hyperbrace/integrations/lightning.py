@@ -84,7 +84,7 @@ def after_trial(context: TrialContext) -> None:
         handler.setStream(stream)
 
 
-class _Pruning:
+class _Pruning(_prune_on.WatchingCallback):
     """What the pruning callback does; mixed into each Lightning package's ``Callback`` class below."""
 
     def __init__(self, metric: str | tuple[str, str] = _prune_on.AUTO) -> None:
@@ -96,16 +96,6 @@ class _Pruning:
         self._seen = False
         self._offset = 0
         self._context: TrialContext | None = None
-
-    @property
-    def metric(self) -> str:
-        """The watched metric's name (``"auto"`` until it is known)."""
-        return self.watch.name
-
-    @property
-    def direction(self) -> str | None:
-        """``"min"`` or ``"max"`` (``None`` until ``"auto"`` knows its metric)."""
-        return self.watch.metric[1] if self.watch.metric else None
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         # Lightning runs hooks in the thread that called fit, where the trial's context is current.

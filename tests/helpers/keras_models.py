@@ -24,6 +24,25 @@ class CountEpochs(keras.callbacks.Callback):
         context.trial.set_user_attr("epochs_seen", epochs_seen[context.number])
 
 
+def small_digits():
+    """200 training and 100 validation digits: 64 features in [0, 1], integer labels."""
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype("float32")
+    return x[:200], y[:200], x[200:300], y[200:300]
+
+
+def small_classifier(learning_rate: float) -> keras.Model:
+    """A seeded 64-32-10 classifier, compiled with Adam(learning_rate) and an accuracy metric (for integer labels).
+    A learning rate of 0 learns nothing: after one epoch it is far behind a trained one, by loss and accuracy."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
 def data():
     digits = load_digits()
     x = (digits.data[:400] / 16.0).astype("float32")
