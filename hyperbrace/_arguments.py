@@ -11,16 +11,54 @@ ValueError: max_evals=True: give the total number of trials, a positive integer 
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 import math
 import numbers
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
-__all__ = ["check_search_arguments", "check_evaluate_arguments"]
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+__all__ = ["check_search_arguments", "check_evaluate_arguments", "keyword_hints"]
 
 _MISSING: Any = object()
 MAX_SEED = 2**32 - 1  # NumPy's (so Optuna's samplers') seed range
+
+
+def keyword_hints(*also: Callable[..., Any]) -> Callable[[_F], _F]:
+    """Wrap a public function so that a misspelt keyword names the one meant: Python's own TypeError only says
+    ``unexpected keyword argument 'max_eval'``. ``also``: functions whose keywords it passes on (``**options``).
+
+    >>> @keyword_hints()
+    ... def search(max_evals=50, timeout=None):
+    ...     return max_evals
+    >>> search(max_eval=3)
+    Traceback (most recent call last):
+    ...
+    TypeError: search() got an unexpected keyword argument 'max_eval'; did you mean max_evals=...?
+    """
+
+    def decorate(function: _F) -> _F:
+        names = [name for f in (function, *also) for name, parameter in inspect.signature(f).parameters.items()
+                 if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)]
+        known = frozenset(names)
+        public = [name for name in dict.fromkeys(names) if not name.startswith("_")]
+
+        @functools.wraps(function)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            for name in kwargs:
+                if name not in known:
+                    close = difflib.get_close_matches(name, public, n=1, cutoff=0.6)
+                    hint = f"did you mean {close[0]}=...?" if close else f"it takes: {', '.join(public)}"
+                    raise TypeError(f"{function.__name__}() got an unexpected keyword argument {name!r}; {hint}")
+            return function(*args, **kwargs)
+
+        return checked  # type: ignore[return-value]
+
+    return decorate
 
 
 def _is_int(value: Any) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 
 import optuna
 
-from hyperbrace._arguments import check_evaluate_arguments, check_search_arguments
+from hyperbrace._arguments import check_evaluate_arguments, check_search_arguments, keyword_hints
 from hyperbrace._context import TrialContext, active
 from hyperbrace.budget import counted_trials, may_be_best
 from hyperbrace.display import Progress, quiet_optuna_logs, space_table
@@ -31,6 +31,7 @@ from hyperbrace.versions import open_version
 __all__ = ["minimize", "maximize", "evaluate"]
 
 
+@keyword_hints()
 def minimize(
     model: Callable[..., Any],
     data: Callable[..., Any] | None = None,
@@ -255,6 +256,7 @@ def minimize(
     return result
 
 
+@keyword_hints(minimize)
 def maximize(
     model: Callable[..., Any],
     data: Callable[..., Any] | None = None,
@@ -320,6 +322,7 @@ def _gpu_ids(gpus: Sequence[int] | str | None) -> list[str]:
     return [str(g) for g in gpus]
 
 
+@keyword_hints()
 def evaluate(
     model: Callable[..., Any],
     params: Mapping[str, Any],

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hyperbrace import evaluate, minimize, uniform  # noqa: F401  (uniform is what the template calls)
+from hyperbrace import evaluate, maximize, minimize, uniform  # noqa: F401  (uniform: the template's)
 from hyperbrace.cli import main
 
 
@@ -46,6 +46,19 @@ BAD = [
 def test_a_bad_argument_is_named_before_anything_runs(tmp_path, bad, message):
     with pytest.raises((ValueError, TypeError), match=message):
         minimize(quadratic, never_called, **{"max_evals": 3, "directory": tmp_path / "runs", **bad})
+    assert not (tmp_path / "runs").exists()  # nothing created
+
+
+def test_a_misspelt_keyword_names_the_one_meant(tmp_path):
+    with pytest.raises(TypeError, match=r"minimize\(\) got an unexpected keyword argument 'max_eval'; did you mean "
+                                        r"max_evals=\.\.\.\?"):
+        minimize(quadratic, never_called, max_eval=3, directory=tmp_path / "runs")
+    with pytest.raises(TypeError, match=r"maximize\(\) .* 'prune_of'; did you mean prune_on=\.\.\.\?"):
+        maximize(quadratic, never_called, prune_of="val_auc", directory=tmp_path / "runs")
+    with pytest.raises(TypeError, match=r"'metrik'; did you mean metric="):
+        maximize(quadratic, never_called, metrik="accuracy", directory=tmp_path / "runs")
+    with pytest.raises(TypeError, match=r"'zzz'; it takes: model, params, data, data_args$"):
+        evaluate(quadratic, {"x": 0.5}, zzz=1)
     assert not (tmp_path / "runs").exists()  # nothing created
 
 
