@@ -19,7 +19,8 @@ Rules:
   stop a trial whose accuracy at an epoch is below the median of the completed trials' accuracies at that epoch.
 
 Each rule is replayed twice where the curves have both metrics: judging trials by validation accuracy, and by
-validation loss (hyperbrace's default ``prune_on="val_loss"``); a trial's score is its best accuracy either way.
+validation loss (hyperbrace's default until ``prune_on="auto"``, which here judges by accuracy, the race's score);
+a trial's score is its best accuracy either way.
 
 What a replay cannot show: a pruned search also spends the saved epochs on new configurations (the race measures
 that), and a sampler that learns from pruned trials proposes differently. A rule that stops the eventual best
@@ -174,7 +175,7 @@ def main() -> None:
                   "| epochs per trial "
                   "| best missed by (median, points) |", "|---|---|---|---|---|---|---|---|---|"]
         jobs = [(name, rule, "val_accuracy", members) for name, rule in rules(epochs).items()]
-        if with_loss:  # hyperbrace's default prune_on="val_loss": the same rules, judging trials by their loss
+        if with_loss:  # hyperbrace's default before prune_on="auto": the same rules, judging trials by their loss
             jobs += [(name, rule, "val_loss", with_loss) for name, rule in rules(epochs).items()
                      if not name.startswith("none")]
         for name, rule, metric, subset in jobs:
