@@ -28,13 +28,15 @@ normally (a pruned trial's partial training does not count: no tool hands that m
 a callback in every ``fit``. Per run: best score at 25/50/100% of the budget, epochs trained, and the time and
 epochs to first reach the ``hyperas`` run's final best (same task and seed), as ratios ``hyperas / tool``.
 
-Run (about ``seeds × tasks × tools × (budget + 10 s)``; the default is about an hour)::
+Run (about ``seeds × tasks × tools × (budget + 10 s) / parallel``; the default, 5 seeds of 120 s, two runs at a
+time, is about an hour and a half; each run is one process with one thread)::
 
     .venv/bin/python benchmarks/race.py                          # writes benchmarks/results/race.md and race.svg
     .venv/bin/python benchmarks/race.py --seeds 1 --budget 20 --tools hb-default,hyperas   # smoke run
-    .venv/bin/python benchmarks/race.py --report-only            # re-read benchmarks/results/race/*.jsonl
-    .venv/bin/python benchmarks/race.py --epochs 30 --budget 150 --tools hb-default,hb-none,hyperas  # the pruning
-    # race on 30-epoch trials: writes benchmarks/results/race-30-epochs.md and .svg
+    .venv/bin/python benchmarks/race.py --report-only            # re-read benchmarks/results/race/*.jsonl.gz
+    .venv/bin/python benchmarks/race.py --epochs 30 --budget 150 --seeds 3 --tools hb-default,hb-none,hyperas
+    # the pruning race on 30-epoch trials: writes benchmarks/results/race-30-epochs.md and .svg; another budget
+    # writes its own report beside the standard ones (race-600s.md for --budget 600)
 
 Every report ends with the issue's goals, checked against its own table: the defaults' time and epochs ratios
 against 5x and 3x, and their margin over the best peer at 50% and 100% of the budget.
@@ -432,9 +434,16 @@ def reach(run: dict, target: float) -> tuple[float, int] | None:
     return None
 
 
-def output_stem(epochs: int) -> str:
-    """``race`` for the standard 15-epoch race, ``race-30-epochs`` etc. for the others (kept side by side)."""
-    return "race" if epochs == 15 else f"race-{epochs}-epochs"
+def output_stem(epochs: int, budget: float = 120) -> str:
+    """``race`` for the standard race (15-epoch trials, 120 s), ``race-30-epochs``, ``race-600s`` or
+    ``race-30-epochs-600s`` for the others (kept side by side). The 30-epoch race's standard budget is 150 s.
+
+    >>> output_stem(15), output_stem(30, 150), output_stem(15, 600), output_stem(30, 600)
+    ('race', 'race-30-epochs', 'race-600s', 'race-30-epochs-600s')
+    """
+    stem = "race" if epochs == 15 else f"race-{epochs}-epochs"
+    standard = 120 if epochs == 15 else 150
+    return stem if budget == standard else f"{stem}-{budget:.0f}s"
 
 
 def median(values) -> float:
@@ -573,7 +582,7 @@ def report(budget: float, epochs: int, command: str) -> str:
     if summary:
         lines += ["## The goals, checked", ""] + summary
     text = "\n".join(lines) + "\n"
-    (RESULTS / f"{output_stem(epochs)}.md").write_text(text)
+    (RESULTS / f"{output_stem(epochs, budget)}.md").write_text(text)
     plot(index, tools, tasks, budget, epochs)
     return text
 
@@ -633,18 +642,19 @@ def plot(index, tools, tasks, budget, epochs=15) -> None:
     total = len(tasks) * (width + 20)
     svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{total}" height="{height}" font-family="sans-serif">'
            '<rect width="100%" height="100%" fill="white"/>\n' + "\n".join(panels) + "\n</svg>\n")
-    (RESULTS / f"{output_stem(epochs)}.svg").write_text(svg)
+    (RESULTS / f"{output_stem(epochs, budget)}.svg").write_text(svg)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tools", default=",".join(TOOLS), help=f"of {', '.join(TOOLS + EXTRA_TOOLS)}")
     parser.add_argument("--tasks", default=",".join(TASKS))
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--budget", type=float, default=60.0, help="seconds per run")
+    parser.add_argument("--budget", type=float, default=120.0, help="seconds per run")
     parser.add_argument("--epochs", type=int, default=15, help="epochs of a fully trained trial")
-    parser.add_argument("--parallel", type=int, default=1, help="runs at once (2 on a 2-core machine halves the time)")
+    parser.add_argument("--parallel", type=int, default=2,
+                        help="runs at once (each run uses one core: 2 on a 2-core machine)")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--child")
     parser.add_argument("--task")
