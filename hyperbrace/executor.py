@@ -61,6 +61,7 @@ from optuna.trial import TrialState
 
 from hyperbrace import plan_signing
 from hyperbrace._secrets import hide_password, looks_like_credential, without_credentials
+from hyperbrace._warnings import user_stacklevel
 from hyperbrace.budget import budget_lock, count_used
 from hyperbrace.display import Progress
 from hyperbrace.envelope import seal, unseal
@@ -280,7 +281,7 @@ def publish_plan(study: optuna.Study, plan: SearchPlan, warn: bool = True) -> bo
         warnings.warn(
             f"hyperbrace worker cannot join this search: its model or data function does not pickle ({exc}); "
             "run the same script on the other machines instead",
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
         return False
     if len(blob) > MAX_PUBLISHED_BYTES:
@@ -290,7 +291,7 @@ def publish_plan(study: optuna.Study, plan: SearchPlan, warn: bool = True) -> bo
             f"hyperbrace worker cannot join this search: the pickled model function is {len(blob) // 2**20} MB "
             "(it probably refers to a data set in a global variable; load it in data() instead); "
             "run the same script on the other machines instead",
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
         return False
     value = plan_signing.sign(blob, study.study_name, plan_signing.chief_key(plan.storage.run_dir, announce=warn))
@@ -317,7 +318,7 @@ def _without_secrets(plan: SearchPlan) -> SearchPlan:
         warnings.warn(
             f"data_args {secret_args} look like credentials and are published with the search, where anyone who can "
             "read the database can read them: let data() read them from the environment instead",
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
     plan, hidden = without_credentials(_for_machines(dataclasses.replace(plan, storage=storage)))
     if hidden:
@@ -325,7 +326,7 @@ def _without_secrets(plan: SearchPlan) -> SearchPlan:
             f"not publishing {', '.join(hidden)} with the search: they look like credentials, and anyone who can read "
             "the database could read them. Workers joining with `hyperbrace worker` must get them from their own "
             "environment (e.g. os.environ[...] inside the function)",
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
     return plan
 

@@ -24,6 +24,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from hyperbrace._warnings import user_stacklevel
+
 __all__ = ["UnsafeModelPathError", "ModelOwnerError", "model_path", "write_owner", "check_owner", "owner_of",
            "owner_file", "trial_number"]
 
@@ -100,7 +102,8 @@ def check_owner(path: Path, expected: dict[str, Any]) -> None:
     except (OSError, ValueError) as exc:
         raise ModelOwnerError(f"{record} (the owner of {path.name}) cannot be read: {exc}") from None
     if owner is None:
-        warnings.warn(f"{path} records no owner (saved by an older hyperbrace): loading it unchecked", stacklevel=3)
+        warnings.warn(f"{path} records no owner (saved by an older hyperbrace): loading it unchecked",
+                      stacklevel=user_stacklevel())
         return
     if owner.get("study") != expected.get("study") or owner.get("trial") != expected.get("trial"):
         raise ModelOwnerError(

@@ -37,6 +37,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from hyperbrace._warnings import user_stacklevel
+
 __all__ = ["KEY_ENV", "KEY_FILE", "PlanAuthenticationError", "chief_key", "worker_key", "sign", "verify"]
 
 KEY_ENV = "HYPERBRACE_PLAN_KEY"
@@ -84,7 +86,7 @@ def chief_key(run_dir: Path, announce: bool = True) -> bytes | None:
             f"the plan published for `hyperbrace worker` is signed with a new key, {path.resolve()} (private to "
             f"you). Workers on other machines need it: set {KEY_ENV} to its content there, or to a secret of your "
             "own on every machine (chief included)",
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
     return _read_key_file(path)
 

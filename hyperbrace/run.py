@@ -13,6 +13,7 @@ import optuna
 
 from hyperbrace._arguments import check_evaluate_arguments, check_search_arguments, keyword_hints
 from hyperbrace._context import TrialContext, active
+from hyperbrace._warnings import user_stacklevel
 from hyperbrace.budget import counted_trials, may_be_best
 from hyperbrace.display import Progress, quiet_optuna_logs, space_table
 from hyperbrace.journal import StorageFullError, disk_full_error, is_disk_full
@@ -313,7 +314,7 @@ def _gpu_ids(gpus: Sequence[int] | str | None) -> list[str]:
         found = visible_gpus()
         if not found:  # the same script runs on a laptop and on a GPU server: warn, and run on the CPU
             warnings.warn("gpus='all' but this machine shows no GPU (CUDA_VISIBLE_DEVICES, nvidia-smi); "
-                          "running on the CPU with n_jobs workers", stacklevel=3)
+                          "running on the CPU with n_jobs workers", stacklevel=user_stacklevel())
         return found
     if isinstance(gpus, str):
         gpus = [part.strip() for part in gpus.split(",") if part.strip()]  # "0,1", as CUDA_VISIBLE_DEVICES writes it

@@ -163,11 +163,12 @@ def test_a_model_returning_minus_its_accuracy_is_pruned_on_its_accuracy(tmp_path
     assert "Judged by val_accuracy (prune_on='auto', learnt from trial 0)." in result.summary()
 
     # A new version of the search (its space edited) judges by the same metric from its first trial on.
-    with pytest.warns(SpaceChanged, match="Going on as version 2"):
+    with pytest.warns(SpaceChanged, match="Going on as version 2") as warned:
         again = minimize(
             accuracy_model_wider, data, max_evals=1, algo=InOrder(config=["trains"]), prune="median",
             directory=tmp_path, study_name=result.study.study_name, on_space_change="fresh", show_progress=False,
         )
+    assert [w.filename for w in warned if w.category is SpaceChanged] == [__file__]  # at this call, not in hyperbrace
     assert again.study.study_name != study.study_name
     assert again.study.user_attrs[PRUNE_ON_ATTR]["name"] == "val_accuracy"
 

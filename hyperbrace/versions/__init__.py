@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.distributions import check_distribution_compatibility, json_to_distribution
 
+from hyperbrace._warnings import user_stacklevel
 from hyperbrace.budget import budget_lock, count_used, is_reused, may_be_best
 from hyperbrace.metric import METRIC_ATTR
 from hyperbrace.prune_on import PRUNE_ON_ATTR
@@ -250,7 +251,7 @@ def open_version(plan: SearchPlan, on_space_change: str = "reuse") -> tuple[Sear
             warnings.warn(
                 f"{head}on_space_change='continue': the trials go on in the same study, mixed with the earlier "
                 "ones (they count towards max_evals, and best_run may come from either space)",
-                SpaceChanged, stacklevel=3,
+                SpaceChanged, stacklevel=user_stacklevel(),
             )
             return version_plan, study
         number += 1
@@ -277,7 +278,7 @@ def open_version(plan: SearchPlan, on_space_change: str = "reuse") -> tuple[Sear
             f"{head}Going on as version {number}, study {study.study_name!r} (the earlier versions are kept as "
             f"they are): {note}. on_space_change= 'fresh' starts it from scratch, 'continue' keeps one study, "
             "'error' stops instead.",
-            SpaceChanged, stacklevel=3,
+            SpaceChanged, stacklevel=user_stacklevel(),
         )
         return version_plan, study
 
