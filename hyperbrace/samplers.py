@@ -131,7 +131,11 @@ class AutoSampler(optuna.samplers.BaseSampler):
     ) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            self._tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=parallel)
+            # Another seed than the GP's: both begin with random start-up trials, and with one seed TPE, taking over
+            # after the first pruned trial, would replay the configurations the GP's start-up already tried.
+            tpe_seed = None if seed is None else (seed + 1) % 2**32
+            self._tpe = optuna.samplers.TPESampler(seed=tpe_seed, multivariate=True, group=True,
+                                                   constant_liar=parallel)
             self._gp = optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
         self._static_tpe = parallel or any(site.dynamic_name for site in sites)
         self._chosen: dict[int, optuna.samplers.BaseSampler] = {}

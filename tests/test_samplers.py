@@ -181,3 +181,23 @@ def test_one_process_search_gets_the_idle_cores_and_gives_the_threads_back(monke
             assert cap is None and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(2)
+
+
+def test_tpe_taking_over_from_the_gp_does_not_replay_its_start_up_configurations():
+    # Both samplers start with random trials; after the first pruned trial TPE takes over. With one seed for both it
+    # replayed the GP's first configurations (seen in the demo: trials 4 and 5 repeated trials 0 and 1).
+    from hyperbrace.samplers import AutoSampler
+
+    study = optuna.create_study(sampler=AutoSampler(seed=0))
+    seen = []
+    for number in range(6):
+        trial = study.ask()
+        params = (trial.suggest_float("x", 0, 1), trial.suggest_categorical("c", ["a", "b", "c"]))
+        assert params not in seen
+        seen.append(params)
+        if number == 3:
+            trial.report(1.0, 1)
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, params[0])
+    assert [t.system_attrs["hyperbrace.sampler"] for t in study.trials] == ["gp"] * 4 + ["tpe"] * 2
