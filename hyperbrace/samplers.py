@@ -115,8 +115,9 @@ class AutoSampler(optuna.samplers.BaseSampler):
       TPE at 20, 50 and 100 trials on the tables (TPE was ahead at 20 trials on two of the three all-categorical
       NAS-Bench-201 tables, the GP at 50 and 100 on all three).
 
-    Both start with the same 10 random trials. Every choice is recorded in the trial's system attributes
-    (``hyperbrace.sampler``), so a study shows which sampler proposed what.
+    Both start with 10 random trials, from different seeds (with one seed, TPE taking over would replay them).
+    Every choice is recorded in the trial's system attributes (``hyperbrace.sampler``), so a study shows which
+    sampler proposed what.
 
     >>> import optuna
     >>> sampler = AutoSampler(seed=0)
